@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+use anyhow::bail;
+use persona_engine::ConvertDType;
+use serde_json::json;
+
+use crate::input::load_engine;
+use crate::output::emit;
+use crate::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Output folder (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Weight dtype: f32 (exact), f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    let dtype = match a.dtype.as_str() {
+        "f32" => ConvertDType::F32,
+        "f16" => ConvertDType::F16,
+        "bf16" => ConvertDType::BF16,
+        other => bail!("unknown --dtype `{other}`: use f32, f16 or bf16"),
+    };
+    let engine = load_engine(g)?;
+    engine.write_hf_folder(&a.out, dtype)?;
+    emit(g.format, &json!({"out": a.out, "dtype": a.dtype}), || {
+        println!(
+            "wrote {} (config.json, tokenizer.json, tokenizer_config.json, model.safetensors)",
+            a.out.display()
+        )
+    })
+}

@@ -1,0 +1,115 @@
+//! Shared inputs: the model argument, chat messages, steering vectors.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use persona_engine::{Engine, HookSite, Intervention, LoadOptions, Message, Span};
+
+use crate::Global;
+
+/// Resolves `--model` and loads it.
+pub fn load_engine(g: &Global) -> anyhow::Result<Engine> {
+    let path = model_path(g)?;
+    let opts = LoadOptions {
+        weights: g.weights,
+        ..Default::default()
+    };
+    Engine::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
+}
+
+pub fn model_path(g: &Global) -> anyhow::Result<PathBuf> {
+    let cache = persona_models::ModelCache::from_env()?;
+    Ok(persona_models::resolve(&cache, g.model.as_deref())?)
+}
+
+/// Chat messages from `--messages FILE` or `--system` / `--user`.
+#[derive(clap::Args, Clone)]
+pub struct ChatArgs {
+    /// JSON file with a list of {"role", "content"} messages.
+    #[arg(long, conflicts_with_all = ["system", "user", "prompt"])]
+    pub messages: Option<PathBuf>,
+    /// System prompt (with --user).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// User message.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A raw prompt, tokenized as is (no chat template).
+    #[arg(long, conflicts_with_all = ["system", "user"])]
+    pub prompt: Option<String>,
+}
+
+impl ChatArgs {
+    /// The prompt token ids: the rendered chat with the generation prompt, or the raw prompt.
+    pub fn prompt_ids(&self, engine: &Engine) -> anyhow::Result<Vec<u32>> {
+        if let Some(raw) = &self.prompt {
+            return Ok(engine.tokenizer().encode(raw)?);
+        }
+        Ok(engine.chat_prompt_ids(&self.messages()?)?)
+    }
+
+    pub fn messages(&self) -> anyhow::Result<Vec<Message>> {
+        if let Some(path) = &self.messages {
+            return read_messages(path);
+        }
+        let mut msgs = Vec::new();
+        if let Some(s) = &self.system {
+            msgs.push(Message {
+                role: "system".into(),
+                content: s.clone(),
+            });
+        }
+        match &self.user {
+            Some(u) => msgs.push(Message {
+                role: "user".into(),
+                content: u.clone(),
+            }),
+            None => bail!("give the conversation: --messages FILE, --user TEXT (with optional --system), or --prompt TEXT"),
+        }
+        Ok(msgs)
+    }
+}
+
+pub fn read_messages(path: &Path) -> anyhow::Result<Vec<Message>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read messages file {}", path.display()))?;
+    let msgs: Vec<Message> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} must be a JSON list of {{\"role\": ..., \"content\": ...}} objects",
+            path.display()
+        )
+    })?;
+    if msgs.is_empty() {
+        bail!("{} holds no messages", path.display());
+    }
+    Ok(msgs)
+}
+
+/// `--steer FILE:LAYER:ALPHA` → an add intervention at `blocks.LAYER.resid_post`.
+pub fn steering(specs: &[String], span: Span, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let mut parts = spec.rsplitn(3, ':');
+            let (alpha, layer, file) = match (parts.next(), parts.next(), parts.next()) {
+                (Some(a), Some(l), Some(f)) => (a, l, f),
+                _ => bail!("--steer `{spec}` must be FILE:LAYER:ALPHA, e.g. evil.safetensors:12:1.5"),
+            };
+            let alpha: f32 = alpha
+                .parse()
+                .with_context(|| format!("ALPHA `{alpha}` in --steer `{spec}` is not a number"))?;
+            let layer: usize = layer
+                .parse()
+                .with_context(|| format!("LAYER `{layer}` in --steer `{spec}` is not a layer index"))?;
+            let path = Path::new(file);
+            let vectors = persona_io::LayerVectors::load(path)?;
+            let v = vectors.get(layer, path)?;
+            let t = candle_core_tensor(v, engine)?;
+            Ok(Intervention::add(HookSite::resid_post(layer), t, alpha, span))
+        })
+        .collect()
+}
+
+fn candle_core_tensor(v: &[f32], engine: &Engine) -> anyhow::Result<persona_engine::Tensor> {
+    Ok(persona_engine::Tensor::from_slice(v, v.len(), engine.device())?)
+}

@@ -1,0 +1,90 @@
+//! `persona`: a thin command-line layer over the persona library crates.
+
+mod commands;
+mod input;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+use output::Format;
+
+#[derive(Parser)]
+#[command(name = "persona", version, about = "Find, watch, steer and cap the persona directions of language models")]
+struct Cli {
+    /// Model: a known name (`smollm2-135m`, `qwen2.5-1.5b`), a .gguf file, or a Hugging Face
+    /// model folder. Default: the embedded SmolLM2-135M-Instruct.
+    #[arg(long, global = true)]
+    model: Option<String>,
+    /// CPU threads for tensor work (default: all cores; tests use 1).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// How weights are held: auto, dual (f32 + quantized), f32, quantized.
+    #[arg(long, global = true, default_value = "auto")]
+    weights: String,
+    /// Output: human-readable text, or one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch a model into the cache (default: the embedded SmolLM2-135M-Instruct).
+    Setup(commands::setup::Args),
+    /// Show a model's architecture, size, hook points and chat template.
+    Info,
+    /// Tokenize text (`--chat` renders it as a user turn with the chat template first).
+    Tokenize(commands::tokenize::Args),
+    /// Generate a reply to chat messages or a raw prompt, optionally steered.
+    Generate(commands::generate::Args),
+    /// Log-probability of a given continuation, token by token, with the model's top-1 token.
+    Score(commands::score::Args),
+    /// Write the model as a Hugging Face folder (config.json, tokenizer.json, safetensors).
+    Convert(commands::convert::Args),
+    /// Measure throughput on this machine, beside llama.cpp and HF transformers.
+    Bench(commands::bench::Args),
+}
+
+pub struct Global {
+    pub model: Option<String>,
+    pub weights: persona_engine::WeightMode,
+    pub format: Format,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Must happen before any tensor work: candle reads the thread count once.
+    persona_engine::set_threads(cli.threads);
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let weights = persona_engine::WeightMode::parse(&cli.weights).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown --weights `{}`: use auto, dual, f32 or quantized",
+            cli.weights
+        )
+    })?;
+    let g = Global {
+        model: cli.model,
+        weights,
+        format: cli.format,
+    };
+    match cli.command {
+        Command::Setup(a) => commands::setup::run(&g, a),
+        Command::Info => commands::info::run(&g),
+        Command::Tokenize(a) => commands::tokenize::run(&g, a),
+        Command::Generate(a) => commands::generate::run(&g, a),
+        Command::Score(a) => commands::score::run(&g, a),
+        Command::Convert(a) => commands::convert::run(&g, a),
+        Command::Bench(a) => commands::bench::run(&g, a),
+    }
+}

@@ -1,0 +1,49 @@
+//! Text or JSON on stdout: every command prints one or the other, never both.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Prints `value` as one JSON document when `--format json`, else runs `text`.
+pub fn emit<T: Serialize>(format: Format, value: &T, text: impl FnOnce()) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(value)?),
+        Format::Text => text(),
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+pub fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Shows a model-cache event on a progress bar.
+pub fn show_fetch_progress(bar: &indicatif::ProgressBar, p: &persona_models::Progress) {
+    use persona_models::Progress;
+    match p {
+        Progress::Downloading { what } => bar.set_message(format!("downloading {what}")),
+        Progress::Extracting { what, bytes, total } => {
+            bar.set_length(*total);
+            bar.set_position(*bytes);
+            bar.set_message(format!("extracting {what}"));
+        }
+        Progress::Verifying { what, bytes, total } => {
+            bar.set_length(*total);
+            bar.set_position(*bytes);
+            bar.set_message(format!("verifying {what}"));
+        }
+        Progress::Done { .. } => bar.set_message("done"),
+    }
+}

@@ -1,0 +1,235 @@
+//! Loading GGUF files: configuration and tokenizer from the metadata, tensors on demand.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::Device;
+use persona_tokenizer::GgufVocab;
+
+use crate::config::{Family, ModelConfig, RopeStyle};
+use crate::error::{EngineError, Result};
+use crate::model::TensorSource;
+use crate::weights::RawTensor;
+
+pub(crate) struct GgufFile {
+    path: PathBuf,
+    reader: BufReader<File>,
+    content: Content,
+    device: Device,
+}
+
+impl GgufFile {
+    pub(crate) fn open(path: &Path, device: &Device) -> Result<Self> {
+        let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| EngineError::UnsupportedModel {
+            path: path.to_path_buf(),
+            reason: format!("not a readable GGUF file ({e})"),
+        })?;
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            reader,
+            content,
+            device: device.clone(),
+        })
+    }
+
+    fn meta(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn missing(&self, key: &str) -> EngineError {
+        EngineError::MissingMetadata {
+            path: self.path.clone(),
+            key: key.to_string(),
+        }
+    }
+
+    fn uint(&self, key: &str) -> Result<usize> {
+        self.meta(key)
+            .and_then(value_as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| self.missing(key))
+    }
+
+    fn float(&self, key: &str) -> Option<f64> {
+        match self.meta(key)? {
+            Value::F32(v) => Some(*v as f64),
+            Value::F64(v) => Some(*v),
+            other => value_as_u64(other).map(|v| v as f64),
+        }
+    }
+
+    fn string(&self, key: &str) -> Option<&str> {
+        match self.meta(key)? {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>> {
+        match self.meta(key) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(self.missing(key)),
+                })
+                .collect(),
+            _ => Err(self.missing(key)),
+        }
+    }
+
+    pub(crate) fn config(&self) -> Result<ModelConfig> {
+        let arch_name = self
+            .string("general.architecture")
+            .ok_or_else(|| self.missing("general.architecture"))?
+            .to_string();
+        let family = Family::parse(&arch_name).ok_or_else(|| EngineError::UnsupportedModel {
+            path: self.path.clone(),
+            reason: format!(
+                "architecture `{arch_name}` is not supported; supported: {}",
+                Family::SUPPORTED
+            ),
+        })?;
+        let a = &arch_name;
+        let d_model = self.uint(&format!("{a}.embedding_length"))?;
+        let n_heads = self.uint(&format!("{a}.attention.head_count"))?;
+        let n_kv_heads = self
+            .uint(&format!("{a}.attention.head_count_kv"))
+            .unwrap_or(n_heads);
+        let head_dim = self
+            .uint(&format!("{a}.attention.key_length"))
+            .unwrap_or(d_model / n_heads);
+        let vocab_size = match self.uint(&format!("{a}.vocab_size")) {
+            Ok(v) => v,
+            Err(_) => self.strings("tokenizer.ggml.tokens")?.len(),
+        };
+        let has_output = self.content.tensor_infos.contains_key("output.weight");
+        let qkv_bias = self.content.tensor_infos.contains_key("blk.0.attn_q.bias");
+        let qk_norm = self
+            .content
+            .tensor_infos
+            .contains_key("blk.0.attn_q_norm.weight");
+        if self.content.tensor_infos.contains_key("rope_freqs.weight") {
+            return Err(EngineError::UnsupportedModel {
+                path: self.path.clone(),
+                reason: "per-dimension RoPE frequency factors (rope_freqs.weight, Llama 3.1+) are not supported yet in GGUF files; load the Hugging Face folder instead".into(),
+            });
+        }
+        Ok(ModelConfig {
+            family,
+            name: self
+                .string("general.name")
+                .unwrap_or("unnamed model")
+                .to_string(),
+            n_layers: self.uint(&format!("{a}.block_count"))?,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            d_ff: self.uint(&format!("{a}.feed_forward_length"))?,
+            vocab_size,
+            rope_theta: self.float(&format!("{a}.rope.freq_base")).unwrap_or(10_000.0),
+            // llama.cpp permutes q/k of `llama` files for the interleaved rope; Qwen files use NeoX.
+            rope_style: match family {
+                Family::Llama | Family::Mistral => RopeStyle::Interleaved,
+                Family::Qwen2 | Family::Qwen3 => RopeStyle::Half,
+            },
+            rope_scaling: None,
+            rms_eps: self
+                .float(&format!("{a}.attention.layer_norm_rms_epsilon"))
+                .unwrap_or(1e-5),
+            qkv_bias,
+            qk_norm,
+            tied_embeddings: !has_output,
+            context_length: self.uint(&format!("{a}.context_length")).unwrap_or(4096),
+        })
+    }
+
+    pub(crate) fn vocab(&self) -> Result<GgufVocab> {
+        let token_types = match self.meta("tokenizer.ggml.token_type") {
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| value_as_i64(v).map(|x| x as i32))
+                    .collect::<Option<Vec<i32>>>()
+                    .ok_or_else(|| self.missing("tokenizer.ggml.token_type"))?,
+            ),
+            _ => None,
+        };
+        let id = |key: &str| self.meta(key).and_then(value_as_u64).map(|v| v as u32);
+        Ok(GgufVocab {
+            model: self
+                .string("tokenizer.ggml.model")
+                .ok_or_else(|| self.missing("tokenizer.ggml.model"))?
+                .to_string(),
+            pre: self.string("tokenizer.ggml.pre").map(str::to_string),
+            tokens: self.strings("tokenizer.ggml.tokens")?,
+            merges: self.strings("tokenizer.ggml.merges").unwrap_or_default(),
+            token_types,
+            bos_id: id("tokenizer.ggml.bos_token_id"),
+            eos_id: id("tokenizer.ggml.eos_token_id"),
+            add_bos: matches!(
+                self.meta("tokenizer.ggml.add_bos_token"),
+                Some(Value::Bool(true))
+            ),
+        })
+    }
+
+    pub(crate) fn chat_template(&self) -> Option<String> {
+        self.string("tokenizer.chat_template").map(str::to_string)
+    }
+
+    /// All metadata except the large token arrays, for `persona info`.
+    pub(crate) fn small_metadata(&self) -> HashMap<String, String> {
+        self.content
+            .metadata
+            .iter()
+            .filter(|(k, _)| !k.starts_with("tokenizer.ggml.") && k.as_str() != "tokenizer.chat_template")
+            .map(|(k, v)| (k.clone(), format!("{v:?}")))
+            .collect()
+    }
+}
+
+impl TensorSource for GgufFile {
+    fn take(&mut self, name: &str) -> Result<Option<RawTensor>> {
+        if !self.content.tensor_infos.contains_key(name) {
+            return Ok(None);
+        }
+        let q = self
+            .content
+            .tensor(&mut self.reader, name, &self.device)
+            .map_err(|e| EngineError::UnsupportedModel {
+                path: self.path.clone(),
+                reason: format!("cannot read tensor `{name}` ({e})"),
+            })?;
+        Ok(Some(RawTensor::Quant(q)))
+    }
+
+    fn describe(&self) -> PathBuf {
+        self.path.clone()
+    }
+}
+
+/// GGUF writers disagree on integer widths; accept any non-negative integer.
+fn value_as_u64(v: &Value) -> Option<u64> {
+    value_as_i64(v).and_then(|x| u64::try_from(x).ok())
+}
+
+fn value_as_i64(v: &Value) -> Option<i64> {
+    Some(match v {
+        Value::U8(x) => *x as i64,
+        Value::I8(x) => *x as i64,
+        Value::U16(x) => *x as i64,
+        Value::I16(x) => *x as i64,
+        Value::U32(x) => *x as i64,
+        Value::I32(x) => *x as i64,
+        Value::U64(x) => i64::try_from(*x).ok()?,
+        Value::I64(x) => *x,
+        _ => return None,
+    })
+}

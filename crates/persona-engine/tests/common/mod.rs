@@ -1,0 +1,105 @@
+//! Shared test support: the real default model, the reference files, small numpy readers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use persona_engine::{Engine, LoadOptions, WeightMode};
+
+/// The reference folder beside the project (`$PERSONA_SHARED` overrides).
+pub fn shared() -> PathBuf {
+    match std::env::var_os("PERSONA_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+pub fn reference(name: &str) -> serde_json::Value {
+    let path = shared().join("reference").join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("reference files are JSON")
+}
+
+/// The default model's path; fails (never skips) when it is not set up.
+pub fn default_model_path() -> PathBuf {
+    let cache = persona_models::ModelCache::from_env().expect("a cache folder");
+    persona_models::resolve(&cache, None)
+        .unwrap_or_else(|e| panic!("{e}\nrun `persona setup` (or the README's first command) first"))
+}
+
+/// The Qwen2.5-1.5B model if it has been set up (it is optional: 1.1 GB).
+pub fn qwen_model_path() -> Option<PathBuf> {
+    let cache = persona_models::ModelCache::from_env().ok()?;
+    persona_models::resolve(&cache, Some("qwen2.5-1.5b")).ok()
+}
+
+pub fn load(mode: WeightMode) -> Engine {
+    Engine::load(
+        &default_model_path(),
+        &LoadOptions {
+            weights: mode,
+            ..Default::default()
+        },
+    )
+    .expect("the default model loads")
+}
+
+/// The default model in its default layout, loaded once per test binary.
+pub fn engine() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| load(WeightMode::Auto))
+}
+
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("a list of ids")
+        .iter()
+        .map(|x| x.as_u64().expect("an id") as u32)
+        .collect()
+}
+
+/// Arrays of a `numpy.savez` file: name → (shape, f32 data).
+pub fn load_npz(path: &std::path::Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut zip = zip::ZipArchive::new(file).expect("npz is a zip");
+    let mut out = HashMap::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        let name = entry.name().expect("utf-8 name").trim_end_matches(".npy").to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        assert_eq!(&bytes[..6], b"\x93NUMPY");
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'<f4'") && header.contains("'fortran_order': False"));
+        let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+        let shape: Vec<usize> = shape_text
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().unwrap())
+            .collect();
+        let data: Vec<f32> = bytes[10 + header_len..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.insert(name, (shape, data));
+    }
+    out
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// ‖a − b‖ / ‖b‖.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum();
+    (diff / nb).sqrt()
+}

@@ -1,0 +1,229 @@
+//! persona's file formats.
+//!
+//! Vectors are safetensors files with one `layer.{l}` tensor (f32 `[d]`) per layer, or one
+//! stacked `vectors` tensor `[n, d]` (row l = layer l), plus a `persona.*` string metadata map.
+//! GGUF control vectors (llama.cpp / repeng: `direction.N`, added to the output of block N) are
+//! read too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IoError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {message}")]
+    Write { path: PathBuf, message: String },
+    #[error("{path} is not a vector file persona can read: {reason}")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path} has no vector for layer {layer}; it has layers {available:?}")]
+    MissingLayer {
+        path: PathBuf,
+        layer: usize,
+        available: Vec<usize>,
+    },
+}
+
+/// Per-layer vectors of one model with their metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerVectors {
+    pub layers: BTreeMap<usize, Vec<f32>>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl LayerVectors {
+    pub fn get(&self, layer: usize, path: &Path) -> Result<&[f32], IoError> {
+        self.layers
+            .get(&layer)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| IoError::MissingLayer {
+                path: path.to_path_buf(),
+                layer,
+                available: self.layers.keys().copied().collect(),
+            })
+    }
+
+    /// Reads our safetensors files or a GGUF control vector, by content.
+    pub fn load(path: &Path) -> Result<Self, IoError> {
+        let bytes = std::fs::read(path).map_err(|e| IoError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        if bytes.starts_with(b"GGUF") {
+            Self::from_gguf(path)
+        } else {
+            Self::from_safetensors(path, &bytes)
+        }
+    }
+
+    fn from_safetensors(path: &Path, bytes: &[u8]) -> Result<Self, IoError> {
+        let bad = |reason: String| IoError::Format {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+        let metadata: BTreeMap<String, String> = meta
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .map_err(|e| bad(format!("unreadable tensors ({e})")))?;
+        let mut layers = BTreeMap::new();
+        if let Some(stacked) = tensors.get("vectors") {
+            let rows = to_f32_rows(stacked).map_err(|e| bad(format!("`vectors`: {e}")))?;
+            layers.extend(rows.into_iter().enumerate());
+        }
+        for (name, t) in &tensors {
+            if let Some(l) = name.strip_prefix("layer.") {
+                let l: usize = l
+                    .parse()
+                    .map_err(|_| bad(format!("tensor `{name}` is not layer.<number>")))?;
+                let v = t
+                    .flatten_all()
+                    .and_then(|t| t.to_dtype(candle_core::DType::F32))
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(|e| bad(format!("`{name}`: {e}")))?;
+                layers.insert(l, v);
+            }
+        }
+        if layers.is_empty() {
+            return Err(bad(
+                "no `layer.<l>` or `vectors` tensors (is this a model file rather than a vector file?)".into(),
+            ));
+        }
+        check_same_width(&layers).map_err(bad)?;
+        Ok(LayerVectors { layers, metadata })
+    }
+
+    /// A llama.cpp control vector: `direction.N` is what llama.cpp adds to the output of block
+    /// N, i.e. our layer N.
+    fn from_gguf(path: &Path) -> Result<Self, IoError> {
+        let bad = |reason: String| IoError::Format {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut f = std::fs::File::open(path).map_err(|e| IoError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let content =
+            gguf_file::Content::read(&mut f).map_err(|e| bad(format!("unreadable GGUF ({e})")))?;
+        let mut layers = BTreeMap::new();
+        let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+        for name in names {
+            let Some(n) = name.strip_prefix("direction.") else {
+                continue;
+            };
+            let l: usize = n
+                .parse()
+                .map_err(|_| bad(format!("tensor `{name}` is not direction.<number>")))?;
+            let v = content
+                .tensor(&mut f, &name, &Device::Cpu)
+                .and_then(|q| q.dequantize(&Device::Cpu))
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| bad(format!("`{name}`: {e}")))?;
+            layers.insert(l, v);
+        }
+        if layers.is_empty() {
+            return Err(bad("a GGUF without `direction.<N>` tensors is not a control vector".into()));
+        }
+        check_same_width(&layers).map_err(bad)?;
+        let metadata = content
+            .metadata
+            .iter()
+            .filter_map(|(k, v)| match v {
+                gguf_file::Value::String(s) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        Ok(LayerVectors { layers, metadata })
+    }
+
+    /// Writes `layer.{l}` tensors and the metadata; atomic (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), IoError> {
+        let wr = |message: String| IoError::Write {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for (l, v) in &self.layers {
+            let t = Tensor::from_slice(v, v.len(), &Device::Cpu).map_err(|e| wr(e.to_string()))?;
+            tensors.insert(format!("layer.{l}"), t);
+        }
+        let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let tmp = path.with_extension("safetensors.part");
+        safetensors::serialize_to_file(tensors.iter(), Some(meta), &tmp)
+            .map_err(|e| wr(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| wr(e.to_string()))
+    }
+}
+
+fn to_f32_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()
+}
+
+fn check_same_width(layers: &BTreeMap<usize, Vec<f32>>) -> Result<(), String> {
+    let mut widths = layers.values().map(|v| v.len());
+    let first = widths.next().unwrap_or(0);
+    if first == 0 || widths.any(|w| w != first) {
+        return Err("the layer vectors do not all have the same, non-zero length".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_round_trip_keeps_layers_and_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.safetensors");
+        let mut v = LayerVectors::default();
+        v.layers.insert(3, vec![1.0, -2.0, 0.5]);
+        v.layers.insert(7, vec![0.0, 4.0, 1.5]);
+        v.metadata.insert("persona.kind".into(), "trait".into());
+        v.save(&path).unwrap();
+        let back = LayerVectors::load(&path).unwrap();
+        assert_eq!(back, v);
+        let err = back.get(5, &path).unwrap_err().to_string();
+        assert!(err.contains("layer 5") && err.contains("[3, 7]"), "{err}");
+    }
+
+    #[test]
+    fn gguf_control_vector_is_read_by_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cv.gguf");
+        let t = Tensor::new(&[0.25f32, -1.0], &Device::Cpu).unwrap();
+        let q = candle_core::quantized::QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32)
+            .unwrap();
+        let arch = gguf_file::Value::String("controlvector".into());
+        let mut f = std::fs::File::create(&path).unwrap();
+        gguf_file::write(&mut f, &[("general.architecture", &arch)], &[("direction.4", &q)])
+            .unwrap();
+        drop(f);
+        let v = LayerVectors::load(&path).unwrap();
+        assert_eq!(v.layers.get(&4), Some(&vec![0.25, -1.0]));
+        assert_eq!(v.metadata["general.architecture"], "controlvector");
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junk.safetensors");
+        std::fs::write(&path, b"not a tensor file").unwrap();
+        let err = LayerVectors::load(&path).unwrap_err().to_string();
+        assert!(err.contains("junk.safetensors"), "{err}");
+    }
+}
