@@ -102,7 +102,10 @@ pub fn run_ours(
     let mut decode_time = 0.0;
     for p in &w.greedy_prompts {
         let full = best_of(opts.reps, || {
-            engine.generate(&gen_req(vec![p.clone()], decode_tokens + 1, 0.0), &mut |_| {})?;
+            engine.generate(
+                &gen_req(vec![p.clone()], decode_tokens + 1, 0.0),
+                &mut |_| {},
+            )?;
             Ok(())
         })?;
         let prefill = best_of(opts.reps, || {
@@ -150,8 +153,14 @@ pub fn run_ours(
         Ok(())
     })?;
     fig.insert("forward_tok_s".into(), total as f64 / plain);
-    fig.insert("capture_overhead_pct".into(), 100.0 * (extract / plain - 1.0));
-    fig.insert("rollout_over_decode".into(), n_rollout as f64 / rollout / decode);
+    fig.insert(
+        "capture_overhead_pct".into(),
+        100.0 * (extract / plain - 1.0),
+    );
+    fig.insert(
+        "rollout_over_decode".into(),
+        n_rollout as f64 / rollout / decode,
+    );
     if let Some(rss) = peak_rss_mib() {
         fig.insert("peak_rss_mib".into(), rss);
     }
@@ -159,12 +168,27 @@ pub fn run_ours(
 }
 
 /// Our figures over the peers' for the comparisons the project tracks.
-pub fn ratios(ours: &BTreeMap<String, f64>, peers: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+pub fn ratios(
+    ours: &BTreeMap<String, f64>,
+    peers: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
     let pairs = [
         ("extract_vs_hf_extract", "extract_tok_s", "hf_extract_tok_s"),
-        ("extract_vs_llamacpp_prompt", "extract_tok_s", "llamacpp_prompt_tok_s"),
-        ("prompt_vs_llamacpp_prompt", "prompt_tok_s", "llamacpp_prompt_tok_s"),
-        ("decode_vs_llamacpp_decode", "decode_tok_s", "llamacpp_decode_tok_s"),
+        (
+            "extract_vs_llamacpp_prompt",
+            "extract_tok_s",
+            "llamacpp_prompt_tok_s",
+        ),
+        (
+            "prompt_vs_llamacpp_prompt",
+            "prompt_tok_s",
+            "llamacpp_prompt_tok_s",
+        ),
+        (
+            "decode_vs_llamacpp_decode",
+            "decode_tok_s",
+            "llamacpp_decode_tok_s",
+        ),
         ("decode_vs_hf_decode", "decode_tok_s", "hf_decode_tok_s"),
         ("rss_vs_llamacpp", "peak_rss_mib", "peak_rss_mib_llamacpp"),
     ];

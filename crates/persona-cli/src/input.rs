@@ -86,30 +86,45 @@ pub fn read_messages(path: &Path) -> anyhow::Result<Vec<Message>> {
 }
 
 /// `--steer FILE:LAYER:ALPHA` → an add intervention at `blocks.LAYER.resid_post`.
-pub fn steering(specs: &[String], span: Span, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
+pub fn steering(
+    specs: &[String],
+    span: Span,
+    engine: &Engine,
+) -> anyhow::Result<Vec<Intervention>> {
     specs
         .iter()
         .map(|spec| {
             let mut parts = spec.rsplitn(3, ':');
             let (alpha, layer, file) = match (parts.next(), parts.next(), parts.next()) {
                 (Some(a), Some(l), Some(f)) => (a, l, f),
-                _ => bail!("--steer `{spec}` must be FILE:LAYER:ALPHA, e.g. evil.safetensors:12:1.5"),
+                _ => {
+                    bail!("--steer `{spec}` must be FILE:LAYER:ALPHA, e.g. evil.safetensors:12:1.5")
+                }
             };
             let alpha: f32 = alpha
                 .parse()
                 .with_context(|| format!("ALPHA `{alpha}` in --steer `{spec}` is not a number"))?;
-            let layer: usize = layer
-                .parse()
-                .with_context(|| format!("LAYER `{layer}` in --steer `{spec}` is not a layer index"))?;
+            let layer: usize = layer.parse().with_context(|| {
+                format!("LAYER `{layer}` in --steer `{spec}` is not a layer index")
+            })?;
             let path = Path::new(file);
             let vectors = persona_io::LayerVectors::load(path)?;
             let v = vectors.get(layer, path)?;
             let t = candle_core_tensor(v, engine)?;
-            Ok(Intervention::add(HookSite::resid_post(layer), t, alpha, span))
+            Ok(Intervention::add(
+                HookSite::resid_post(layer),
+                t,
+                alpha,
+                span,
+            ))
         })
         .collect()
 }
 
 fn candle_core_tensor(v: &[f32], engine: &Engine) -> anyhow::Result<persona_engine::Tensor> {
-    Ok(persona_engine::Tensor::from_slice(v, v.len(), engine.device())?)
+    Ok(persona_engine::Tensor::from_slice(
+        v,
+        v.len(),
+        engine.device(),
+    )?)
 }

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use output::Format;
 
 #[derive(Parser)]
-#[command(name = "persona", version, about = "Find, watch, steer and cap the persona directions of language models")]
+#[command(
+    name = "persona",
+    version,
+    about = "Find, watch, steer and cap the persona directions of language models"
+)]
 struct Cli {
     /// Model: a known name (`smollm2-135m`, `qwen2.5-1.5b`), a .gguf file, or a Hugging Face
     /// model folder. Default: the embedded SmolLM2-135M-Instruct.

@@ -97,7 +97,8 @@ impl CaptureState {
                         self.counts[k][r] += n as usize;
                     }
                 }
-                self.chunk_masks.push(m.map(|m| m.transpose(1, 2)).transpose()?);
+                self.chunk_masks
+                    .push(m.map(|m| m.transpose(1, 2)).transpose()?);
             }
         }
         let (b, t, _) = h.dims3()?;
@@ -170,9 +171,7 @@ impl CaptureState {
                     let n = self.counts[k][r];
                     cap.counts[k] = n;
                     cap.means[k] = match (&host, n) {
-                        (Some(h), n) if n > 0 => {
-                            Some(h[r].iter().map(|x| x / n as f32).collect())
-                        }
+                        (Some(h), n) if n > 0 => Some(h[r].iter().map(|x| x / n as f32).collect()),
                         _ => None,
                     };
                 }
@@ -188,4 +187,3 @@ impl CaptureState {
             .collect())
     }
 }
-

@@ -53,7 +53,8 @@ impl Family {
         }
     }
 
-    pub const SUPPORTED: &'static str = "llama (SmolLM2, Llama 3.x), mistral, qwen2 (Qwen2/2.5), qwen3";
+    pub const SUPPORTED: &'static str =
+        "llama (SmolLM2, Llama 3.x), mistral, qwen2 (Qwen2/2.5), qwen3";
 }
 
 #[derive(Debug, Clone, Serialize)]

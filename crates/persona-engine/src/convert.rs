@@ -42,8 +42,7 @@ impl ConvertDType {
 fn unpermute(w: &Tensor, n_heads: usize, head_dim: usize) -> Result<Tensor> {
     let dims = w.dims().to_vec();
     let rest: usize = dims[1..].iter().product();
-    Ok(w
-        .reshape((n_heads, head_dim / 2, 2, rest))?
+    Ok(w.reshape((n_heads, head_dim / 2, 2, rest))?
         .transpose(1, 2)?
         .contiguous()?
         .reshape(dims)?)
@@ -74,7 +73,11 @@ impl Engine {
                 let mut w = lin.to_dense(&dev)?;
                 let mut b = lin.bias().cloned();
                 if interleaved && (part == "attn_q" || part == "attn_k") {
-                    let heads = if part == "attn_q" { c.n_heads } else { c.n_kv_heads };
+                    let heads = if part == "attn_q" {
+                        c.n_heads
+                    } else {
+                        c.n_kv_heads
+                    };
                     w = unpermute(&w, heads, c.head_dim)?;
                     if let Some(bias) = b {
                         b = Some(unpermute(&bias.unsqueeze(1)?, heads, c.head_dim)?.squeeze(1)?);
@@ -145,7 +148,10 @@ impl Engine {
                 .expect("JSON values serialize")
                 .as_bytes(),
         )?;
-        write_atomic(&dir.join("tokenizer.json"), tok.to_tokenizer_json()?.as_bytes())?;
+        write_atomic(
+            &dir.join("tokenizer.json"),
+            tok.to_tokenizer_json()?.as_bytes(),
+        )?;
         let piece = |id: Option<u32>| id.and_then(|i| tok.id_to_piece(i));
         let tc = json!({
             "chat_template": self.info().chat_template,

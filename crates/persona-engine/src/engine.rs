@@ -109,6 +109,7 @@ pub struct ForwardOutput {
 impl Engine {
     /// Loads a GGUF file or a Hugging Face model folder.
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Engine> {
+        persona_kernels::keep_freed_memory();
         if !path.exists() {
             return Err(EngineError::io(
                 path,
@@ -261,7 +262,11 @@ impl Engine {
 
     /// A (prompt, response) pair the way the Persona Vectors code builds it: the prompt rendered
     /// with the generation prompt, the response appended verbatim (no end-of-turn token).
-    pub fn chat_with_response(&self, messages: &[Message], response: &str) -> Result<TokenSequence> {
+    pub fn chat_with_response(
+        &self,
+        messages: &[Message],
+        response: &str,
+    ) -> Result<TokenSequence> {
         let prompt = self.render_chat(messages, true)?;
         let prompt_len = self.tokenizer.encode(&prompt)?.len();
         let ids = self.tokenizer.encode(&format!("{prompt}{response}"))?;
@@ -312,7 +317,10 @@ impl Engine {
             }
             progress(batch.iter().map(|&i| seqs[i].ids.len()).sum());
         }
-        Ok(outputs.into_iter().map(|o| o.expect("every sequence ran")).collect())
+        Ok(outputs
+            .into_iter()
+            .map(|o| o.expect("every sequence ran"))
+            .collect())
     }
 
     fn forward_one_batch(
@@ -338,11 +346,22 @@ impl Engine {
             past: 0,
         };
         let interventions = remap_sequences(&req.interventions, batch);
-        let plan = HookPlan::new(&interventions, &req.captures.sites, c.n_layers, c.d_model, dev)?;
+        let plan = HookPlan::new(
+            &interventions,
+            &req.captures.sites,
+            c.n_layers,
+            c.d_model,
+            dev,
+        )?;
         let mut capture = if req.captures.is_empty() {
             None
         } else {
-            Some(CaptureState::new(&req.captures, batch.len(), c.d_model, dev)?)
+            Some(CaptureState::new(
+                &req.captures,
+                batch.len(),
+                c.d_model,
+                dev,
+            )?)
         };
         let wanted = if req.scores {
             LogitsWanted::All
@@ -410,7 +429,12 @@ fn score_tokens(logits: &Tensor, seq: &TokenSequence, top_k: usize) -> Result<Ve
         .zip(&seq.ids[first..])
         .map(|(row, &id)| {
             let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let lse = max as f64 + row.iter().map(|&x| ((x - max) as f64).exp()).sum::<f64>().ln();
+            let lse = max as f64
+                + row
+                    .iter()
+                    .map(|&x| ((x - max) as f64).exp())
+                    .sum::<f64>()
+                    .ln();
             TokenScore {
                 id,
                 logprob: (row[id as usize] as f64 - lse) as f32,

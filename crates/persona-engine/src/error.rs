@@ -28,7 +28,9 @@ pub enum EngineError {
     },
     #[error("unknown hook point `{0}`: use blocks.<layer>.<point> with point one of resid_pre, attn_out, resid_mid, mlp_out, resid_post")]
     UnknownHookPoint(String),
-    #[error("layer {layer} does not exist: this model has layers 0..{n_layers} (0-based block index)")]
+    #[error(
+        "layer {layer} does not exist: this model has layers 0..{n_layers} (0-based block index)"
+    )]
     UnknownLayer { layer: usize, n_layers: usize },
     #[error("vector for {what} has {found} dimensions but the model's residual stream has {expected}; was it extracted from another model?")]
     VectorDimension {
@@ -38,7 +40,9 @@ pub enum EngineError {
     },
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    #[error("sequence of {len} tokens exceeds the model's context of {max} tokens; shorten the input")]
+    #[error(
+        "sequence of {len} tokens exceeds the model's context of {max} tokens; shorten the input"
+    )]
     ContextOverflow { len: usize, max: usize },
     #[error(transparent)]
     Tokenizer(#[from] persona_tokenizer::TokenizerError),

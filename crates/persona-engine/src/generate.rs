@@ -90,13 +90,19 @@ impl Engine {
             p.stop_ids.clone()
         };
         let interventions = remap_sequences(&req.interventions, batch);
-        let plan = HookPlan::new(&interventions, &req.captures.sites, c.n_layers, c.d_model, dev)?;
+        let plan = HookPlan::new(
+            &interventions,
+            &req.captures.sites,
+            c.n_layers,
+            c.d_model,
+            dev,
+        )?;
         let mut capture = if req.captures.is_empty() {
             None
         } else {
             Some(CaptureState::new(&req.captures, b, c.d_model, dev)?)
         };
-        let mut caches = model.new_caches(max_total);
+        let mut caches = model.new_caches(b, max_total);
         let mut samplers: Vec<Sampler> = batch.iter().map(|&i| Sampler::new(p, i)).collect();
 
         // Prefill, left-padded so every row's next token lands in the same column.
@@ -115,7 +121,14 @@ impl Engine {
         };
         let ids = Tensor::from_vec(ids, (b, t), dev)?;
         let mut logits = model
-            .forward(&ids, &layout, &plan, Some(&mut caches), capture.as_mut(), LogitsWanted::Last)?
+            .forward(
+                &ids,
+                &layout,
+                &plan,
+                Some(&mut caches),
+                capture.as_mut(),
+                LogitsWanted::Last,
+            )?
             .expect("logits were asked for");
         let mut generated: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut finished: Vec<Option<FinishReason>> = vec![None; b];

@@ -133,7 +133,9 @@ impl GgufFile {
             head_dim,
             d_ff: self.uint(&format!("{a}.feed_forward_length"))?,
             vocab_size,
-            rope_theta: self.float(&format!("{a}.rope.freq_base")).unwrap_or(10_000.0),
+            rope_theta: self
+                .float(&format!("{a}.rope.freq_base"))
+                .unwrap_or(10_000.0),
             // llama.cpp permutes q/k of `llama` files for the interleaved rope; Qwen files use NeoX.
             rope_style: match family {
                 Family::Llama | Family::Mistral => RopeStyle::Interleaved,
@@ -189,7 +191,9 @@ impl GgufFile {
         self.content
             .metadata
             .iter()
-            .filter(|(k, _)| !k.starts_with("tokenizer.ggml.") && k.as_str() != "tokenizer.chat_template")
+            .filter(|(k, _)| {
+                !k.starts_with("tokenizer.ggml.") && k.as_str() != "tokenizer.chat_template"
+            })
             .map(|(k, v)| (k.clone(), format!("{v:?}")))
             .collect()
     }

@@ -86,8 +86,8 @@ impl HfFolder {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(parse_rope_scaling(v, &path)?),
         };
-        let tied = c.tie_word_embeddings.unwrap_or(false)
-            || self.tensors.get("lm_head.weight").is_err();
+        let tied =
+            c.tie_word_embeddings.unwrap_or(false) || self.tensors.get("lm_head.weight").is_err();
         Ok(ModelConfig {
             family,
             name: c
@@ -181,13 +181,13 @@ impl TensorSource for HfFolder {
         if self.tensors.get(&hf).is_err() {
             return Ok(None);
         }
-        let t = self
-            .tensors
-            .load(&hf, &Device::Cpu)
-            .map_err(|e| EngineError::UnsupportedModel {
-                path: self.dir.clone(),
-                reason: format!("cannot read tensor `{hf}` ({e})"),
-            })?;
+        let t =
+            self.tensors
+                .load(&hf, &Device::Cpu)
+                .map_err(|e| EngineError::UnsupportedModel {
+                    path: self.dir.clone(),
+                    reason: format!("cannot read tensor `{hf}` ({e})"),
+                })?;
         Ok(Some(RawTensor::Dense(t)))
     }
 

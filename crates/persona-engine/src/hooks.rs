@@ -104,7 +104,10 @@ pub enum Span {
     /// Position `prompt_len - 1`.
     LastPrompt,
     /// Positions `start..end`.
-    Range { start: usize, end: usize },
+    Range {
+        start: usize,
+        end: usize,
+    },
     /// Every position except the first: leaves out the massive activation at position 0.
     AllButFirst,
 }

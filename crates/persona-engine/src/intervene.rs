@@ -11,11 +11,21 @@ use crate::model::Layout;
 
 enum Prepared {
     /// `delta` = α·v, `[d]`.
-    Add { delta: Tensor },
+    Add {
+        delta: Tensor,
+    },
     /// `u` unit `[d, 1]`.
-    CapFloor { u: Tensor, tau: f32 },
-    CapCeiling { u: Tensor, tau: f32 },
-    Ablate { u: Tensor },
+    CapFloor {
+        u: Tensor,
+        tau: f32,
+    },
+    CapCeiling {
+        u: Tensor,
+        tau: f32,
+    },
+    Ablate {
+        u: Tensor,
+    },
 }
 
 struct PreparedIntervention {
@@ -34,7 +44,10 @@ pub(crate) struct HookPlan {
 }
 
 fn point_index(p: HookPoint) -> usize {
-    HookPoint::ALL.iter().position(|&q| q == p).expect("every point is listed")
+    HookPoint::ALL
+        .iter()
+        .position(|&q| q == p)
+        .expect("every point is listed")
 }
 
 fn check_site(site: HookSite, n_layers: usize) -> Result<()> {
@@ -142,7 +155,12 @@ impl HookPlan {
     }
 
     /// Applies the interventions at `site` to `h` `[B, T, d]`, in the order they were given.
-    pub(crate) fn apply(&self, site: HookSite, h: Tensor, ctx: &mut ChunkContext) -> Result<Tensor> {
+    pub(crate) fn apply(
+        &self,
+        site: HookSite,
+        h: Tensor,
+        ctx: &mut ChunkContext,
+    ) -> Result<Tensor> {
         let Some(list) = self.interventions.get(&site) else {
             return Ok(h);
         };
@@ -173,11 +191,14 @@ impl HookPlan {
     }
 }
 
+/// A mask's identity: its span and the batch rows it is limited to.
+type MaskKey = (Span, Option<Vec<usize>>);
+
 /// Per-chunk state: the layout and a cache of `[B, T, 1]` 0/1 masks by (span, rows).
 pub(crate) struct ChunkContext {
     pub layout: Layout,
     device: Device,
-    masks: Vec<((Span, Option<Vec<usize>>), Option<Tensor>)>,
+    masks: Vec<(MaskKey, Option<Tensor>)>,
 }
 
 impl ChunkContext {
@@ -211,5 +232,179 @@ impl ChunkContext {
         };
         self.masks.push((key, m.clone()));
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::InterventionKind;
+
+    fn layout(b: usize, t: usize, prompt_len: usize) -> Layout {
+        Layout {
+            t,
+            col0: vec![0; b],
+            prompt_len: vec![prompt_len; b],
+            seq_len: vec![t; b],
+            past: 0,
+        }
+    }
+
+    fn site() -> HookSite {
+        HookSite::resid_post(0)
+    }
+
+    fn run(iv: Intervention, h: &[f32], b: usize, t: usize, d: usize, p: usize) -> Vec<f32> {
+        let dev = Device::Cpu;
+        let plan = HookPlan::new(&[iv], &[], 1, d, &dev).unwrap();
+        let l = layout(b, t, p);
+        let mut ctx = plan.chunk_context(&l, &dev).unwrap();
+        let h = Tensor::from_slice(h, (b, t, d), &dev).unwrap();
+        plan.apply(site(), h, &mut ctx)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    fn iv(kind: InterventionKind, span: Span) -> Intervention {
+        Intervention {
+            site: site(),
+            kind,
+            span,
+            sequences: None,
+        }
+    }
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn add_shifts_only_the_selected_positions() {
+        // 1 sequence, 3 positions, d = 2, prompt of 2 tokens: only position 2 is generated.
+        let h = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let kind = InterventionKind::Add {
+            vector: t(&[1.0, -1.0]),
+            alpha: 2.0,
+        };
+        let out = run(iv(kind, Span::Generated), &h, 1, 3, 2, 2);
+        assert_eq!(out, vec![1.0, 2.0, 3.0, 4.0, 7.0, 4.0]);
+    }
+
+    #[test]
+    fn cap_floor_raises_projections_below_tau_only() {
+        // u = (0.6, 0.8) (v = (3, 4)); projections: 0.6*1+0.8*1 = 1.4, and 0.6*10 = 6.
+        let h = [1.0, 1.0, 10.0, 0.0];
+        let kind = InterventionKind::CapFloor {
+            direction: t(&[3.0, 4.0]),
+            tau: 5.0,
+        };
+        let out = run(iv(kind, Span::All), &h, 1, 2, 2, 1);
+        // First position: pushed by (5 − 1.4)·u = 3.6·(0.6, 0.8).
+        assert!((out[0] - (1.0 + 3.6 * 0.6)).abs() < 1e-5);
+        assert!((out[1] - (1.0 + 3.6 * 0.8)).abs() < 1e-5);
+        let proj = out[0] * 0.6 + out[1] * 0.8;
+        assert!((proj - 5.0).abs() < 1e-5);
+        // Second position already above the floor: untouched.
+        assert_eq!(&out[2..], &[10.0, 0.0]);
+    }
+
+    #[test]
+    fn cap_ceiling_lowers_projections_above_tau_only() {
+        let h = [1.0, 1.0, 10.0, 0.0];
+        let kind = InterventionKind::CapCeiling {
+            direction: t(&[3.0, 4.0]),
+            tau: 5.0,
+        };
+        let out = run(iv(kind, Span::All), &h, 1, 2, 2, 1);
+        assert_eq!(&out[..2], &[1.0, 1.0]);
+        let proj = out[2] * 0.6 + out[3] * 0.8;
+        assert!((proj - 5.0).abs() < 1e-5, "{proj}");
+    }
+
+    #[test]
+    fn ablate_removes_the_direction() {
+        let h = [2.0, 5.0, -1.0, 3.0];
+        let kind = InterventionKind::Ablate {
+            direction: t(&[0.0, 2.0]),
+        };
+        let out = run(iv(kind, Span::All), &h, 1, 2, 2, 1);
+        assert_eq!(out, vec![2.0, 0.0, -1.0, 0.0]);
+    }
+
+    #[test]
+    fn per_sequence_interventions_touch_only_their_rows() {
+        let h = [0.0; 8]; // b = 2, t = 2, d = 2
+        let mut i = iv(
+            InterventionKind::Add {
+                vector: t(&[1.0, 1.0]),
+                alpha: 1.0,
+            },
+            Span::LastPrompt,
+        );
+        i.sequences = Some(vec![1]);
+        let out = run(i, &h, 2, 2, 2, 1);
+        assert_eq!(out, vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn bad_vectors_are_refused_with_a_reason() {
+        let dev = Device::Cpu;
+        let wrong = iv(
+            InterventionKind::Add {
+                vector: t(&[1.0, 2.0, 3.0]),
+                alpha: 1.0,
+            },
+            Span::All,
+        );
+        let e = HookPlan::new(&[wrong], &[], 1, 2, &dev)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("3 dimensions") && e.contains("2"), "{e}");
+        let zero = iv(
+            InterventionKind::Ablate {
+                direction: t(&[0.0, 0.0]),
+            },
+            Span::All,
+        );
+        let e = HookPlan::new(&[zero], &[], 1, 2, &dev)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("non-zero"), "{e}");
+        let far = Intervention {
+            site: HookSite::resid_post(9),
+            ..iv(
+                InterventionKind::Add {
+                    vector: t(&[1.0, 2.0]),
+                    alpha: 1.0,
+                },
+                Span::All,
+            )
+        };
+        let e = HookPlan::new(&[far], &[], 1, 2, &dev)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("layer 9"), "{e}");
+    }
+
+    #[test]
+    fn left_padding_is_never_selected() {
+        let l = Layout {
+            t: 3,
+            col0: vec![-2, 0],
+            prompt_len: vec![1, 3],
+            seq_len: vec![1, 3],
+            past: 0,
+        };
+        let plan = HookPlan::new(&[], &[], 1, 2, &Device::Cpu).unwrap();
+        let mut ctx = plan.chunk_context(&l, &Device::Cpu).unwrap();
+        let m = ctx.mask(Span::All, None).unwrap().unwrap();
+        let m: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(m, vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
     }
 }

@@ -19,6 +19,7 @@ mod model;
 mod sampling;
 mod weights;
 
+pub use candle_core::{DType, Device, Tensor};
 pub use config::{Family, ModelConfig, RopeStyle};
 pub use convert::ConvertDType;
 pub use engine::{
@@ -34,7 +35,6 @@ pub use hooks::{
 pub use persona_tokenizer::{ChatTemplate, Message, Tokenizer};
 pub use sampling::SamplingParams;
 pub use weights::WeightMode;
-pub use candle_core::{Device, Tensor};
 
 /// Sets the CPU thread count for tensor work. Call before the first model operation: candle
 /// reads it once. `None` picks the physical core count.

@@ -1,14 +1,15 @@
 //! The generic decoder (Llama / Mistral / Qwen2 / Qwen3) with a hook at every named point.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Storage, Tensor};
 use candle_nn::kv_cache::KvCache;
+use persona_kernels::attention::{self as cpu_attention, AttentionShape, Bf16, KvElement, Rope};
 
 use crate::capture::CaptureState;
 use crate::config::{ModelConfig, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::hooks::{HookPoint, HookSite};
 use crate::intervene::HookPlan;
-use crate::weights::{Linear, RawTensor, WeightMode};
+use crate::weights::{forward_group, Linear, RawTensor, WeightMode};
 
 /// Where every row of a chunk sits in its own sequence.
 ///
@@ -50,6 +51,27 @@ pub(crate) enum LogitsWanted {
     All,
 }
 
+/// Key/value caches of every layer: the CPU kernel's own (f32 in the exact layout, bf16
+/// otherwise), or candle's on other devices.
+pub(crate) enum Caches {
+    CpuF32(Vec<cpu_attention::KvCache<f32>>),
+    CpuBf16(Vec<cpu_attention::KvCache<Bf16>>),
+    Generic(Vec<KvCache>),
+}
+
+enum LayerCache<'a> {
+    CpuF32(&'a mut cpu_attention::KvCache<f32>),
+    CpuBf16(&'a mut cpu_attention::KvCache<Bf16>),
+    Generic(Option<&'a mut KvCache>),
+}
+
+/// A pass without a cache still needs somewhere to keep its keys: one scratch cache, reused by
+/// every layer.
+enum Scratch {
+    F32(cpu_attention::KvCache<f32>),
+    Bf16(cpu_attention::KvCache<Bf16>),
+}
+
 pub(crate) struct Block {
     attn_norm: Tensor,
     q: Linear,
@@ -75,6 +97,11 @@ pub(crate) struct Model {
     /// RoPE tables `[context, head_dim / 2]`.
     cos: Tensor,
     sin: Tensor,
+    /// The same tables on the host, for the CPU attention kernel.
+    cos_host: Vec<f32>,
+    sin_host: Vec<f32>,
+    /// Attention through the CPU kernel (else through candle ops, on any device).
+    cpu_kernels: bool,
     pub mode: WeightMode,
 }
 
@@ -123,10 +150,10 @@ impl Model {
         let mut blocks = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
             let linear = |src: &mut dyn TensorSource,
-                              part: &str,
-                              out: usize,
-                              inp: usize,
-                              with_bias: bool|
+                          part: &str,
+                          out: usize,
+                          inp: usize,
+                          with_bias: bool|
              -> Result<Linear> {
                 let name = format!("blk.{l}.{part}.weight");
                 let raw = require(src, &name, arch)?;
@@ -179,27 +206,19 @@ impl Model {
                 check_shape("output.weight", &raw, &[c.vocab_size, d])?;
                 Linear::new(raw, None, mode, device)?
             }
-            _ => {
-                // Tied: the dense head is the embedding table itself; the quantized copy keeps
-                // the file's own quantization of it for decode steps.
-                let quant = if mode != WeightMode::F32 {
-                    let q = match embed_raw {
-                        RawTensor::Quant(q) => q,
-                        RawTensor::Dense(_) => candle_core::quantized::QTensor::quantize(
-                            &embed,
-                            candle_core::quantized::GgmlDType::Q8_0,
-                        )?,
-                    };
-                    Some(candle_core::quantized::QMatMul::from_qtensor(q)?)
-                } else {
-                    None
-                };
-                let dense = (mode != WeightMode::Quantized || quant.is_none()).then(|| embed.clone());
-                Linear::from_parts(dense, quant)
-            }
+            // Tied: the head is the embedding matrix. The quantized layout keeps the file's own
+            // quantization of it; the others derive their copies from the f32 table.
+            _ => match mode {
+                WeightMode::Quantized => Linear::new(embed_raw, None, mode, device)?,
+                _ => Linear::new(RawTensor::Dense(embed.clone()), None, mode, device)?,
+            },
         };
         let (cos, sin) = rope_tables(&config, device)?;
+        let cpu_kernels = device.is_cpu() && std::env::var_os("PERSONA_GENERIC_KERNELS").is_none();
         Ok(Model {
+            cos_host: cos.flatten_all()?.to_vec1()?,
+            sin_host: sin.flatten_all()?.to_vec1()?,
+            cpu_kernels,
             config,
             device: device.clone(),
             embed,
@@ -212,10 +231,24 @@ impl Model {
         })
     }
 
-    pub(crate) fn new_caches(&self, max_len: usize) -> Vec<KvCache> {
-        (0..self.config.n_layers)
-            .map(|_| KvCache::new(2, max_len))
-            .collect()
+    pub(crate) fn new_caches(&self, batch: usize, max_len: usize) -> Caches {
+        let c = &self.config;
+        let (b, kv, hd) = (batch, c.n_kv_heads, c.head_dim);
+        if self.cpu_kernels && self.mode == WeightMode::F32 {
+            Caches::CpuF32(
+                (0..c.n_layers)
+                    .map(|_| cpu_attention::KvCache::new(b, kv, hd, max_len))
+                    .collect(),
+            )
+        } else if self.cpu_kernels {
+            Caches::CpuBf16(
+                (0..c.n_layers)
+                    .map(|_| cpu_attention::KvCache::new(b, kv, hd, max_len))
+                    .collect(),
+            )
+        } else {
+            Caches::Generic((0..c.n_layers).map(|_| KvCache::new(2, max_len)).collect())
+        }
     }
 
     /// Bytes held by the weights (dense and quantized copies together).
@@ -239,7 +272,7 @@ impl Model {
         ids: &Tensor,
         layout: &Layout,
         plan: &HookPlan,
-        mut caches: Option<&mut [KvCache]>,
+        mut caches: Option<&mut Caches>,
         mut capture: Option<&mut CaptureState>,
         logits: LogitsWanted,
     ) -> Result<Option<Tensor>> {
@@ -263,8 +296,24 @@ impl Model {
         if let Some(cap) = capture.as_deref_mut() {
             cap.begin_chunk(layout);
         }
-        let (cos, sin) = self.rope_for(layout)?;
-        let mask = attention_mask(layout, &self.device)?;
+        let (cos, sin, mask) = if self.cpu_kernels {
+            (None, None, None)
+        } else {
+            let (c, s) = self.rope_for(layout)?;
+            (Some(c), Some(s), attention_mask(layout, &self.device)?)
+        };
+        let mut scratch = match (&caches, self.cpu_kernels) {
+            (None, true) if self.mode == WeightMode::F32 => Some(Scratch::F32(
+                cpu_attention::KvCache::new(b, c.n_kv_heads, c.head_dim, t),
+            )),
+            (None, true) => Some(Scratch::Bf16(cpu_attention::KvCache::new(
+                b,
+                c.n_kv_heads,
+                c.head_dim,
+                t,
+            ))),
+            _ => None,
+        };
         let mut h = self
             .embed
             .index_select(&ids.flatten_all()?, 0)?
@@ -286,16 +335,43 @@ impl Model {
                 Ok(x)
             };
             h = hook(HookPoint::ResidPre, h)?;
-            let cache = caches.as_deref_mut().map(|cs| &mut cs[l]);
-            let attn = self.attention(block, &h, &cos, &sin, mask.as_ref(), cache)?;
+            let cache = match (caches.as_deref_mut(), scratch.as_mut()) {
+                (Some(Caches::CpuF32(cs)), _) => LayerCache::CpuF32(&mut cs[l]),
+                (Some(Caches::CpuBf16(cs)), _) => LayerCache::CpuBf16(&mut cs[l]),
+                (Some(Caches::Generic(cs)), _) => LayerCache::Generic(Some(&mut cs[l])),
+                (None, Some(Scratch::F32(s))) => {
+                    s.clear();
+                    LayerCache::CpuF32(s)
+                }
+                (None, Some(Scratch::Bf16(s))) => {
+                    s.clear();
+                    LayerCache::CpuBf16(s)
+                }
+                (None, None) => LayerCache::Generic(None),
+            };
+            let attn = match cache {
+                LayerCache::CpuF32(kv) => self.attention_cpu(block, &h, layout, kv)?,
+                LayerCache::CpuBf16(kv) => self.attention_cpu(block, &h, layout, kv)?,
+                LayerCache::Generic(kv) => self.attention(
+                    block,
+                    &h,
+                    cos.as_ref().expect("tables exist on the generic path"),
+                    sin.as_ref().expect("tables exist on the generic path"),
+                    mask.as_ref(),
+                    kv,
+                )?,
+            };
             let attn = hook(HookPoint::AttnOut, attn)?;
             let mid = hook(HookPoint::ResidMid, (h + attn)?)?;
             let x = candle_nn::ops::rms_norm(&mid, &block.mlp_norm, c.rms_eps as f32)?;
-            let act = (block.gate.forward(&x)?.silu()? * block.up.forward(&x)?)?;
+            let [gate, up]: [Tensor; 2] = forward_group(&[&block.gate, &block.up], &x)?
+                .try_into()
+                .expect("two projections");
+            let act = (gate.silu()? * up)?;
             let mlp = hook(HookPoint::MlpOut, block.down.forward(&act)?)?;
             h = hook(HookPoint::ResidPost, (mid + mlp)?)?;
         }
-        if let Some(cap) = capture.as_deref_mut() {
+        if let Some(cap) = capture {
             cap.end_chunk()?;
         }
         let hidden = match logits {
@@ -303,7 +379,10 @@ impl Model {
             LogitsWanted::All => h,
             LogitsWanted::Last => {
                 let cols: Vec<u32> = (0..b)
-                    .map(|r| (layout.seq_len[r] as i64 - 1 - layout.col0[r]).clamp(0, t as i64 - 1) as u32)
+                    .map(|r| {
+                        (layout.seq_len[r] as i64 - 1 - layout.col0[r]).clamp(0, t as i64 - 1)
+                            as u32
+                    })
                     .collect();
                 let idx = Tensor::from_vec(cols, (b, 1, 1), &self.device)?
                     .broadcast_as((b, 1, c.d_model))?
@@ -374,6 +453,68 @@ impl Model {
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
+        block.o.forward(&out)
+    }
+
+    /// Attention through the CPU kernel: RoPE, cache append and causal attention in one call.
+    fn attention_cpu<E: KvElement>(
+        &self,
+        block: &Block,
+        h: &Tensor,
+        layout: &Layout,
+        cache: &mut cpu_attention::KvCache<E>,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t, _) = h.dims3()?;
+        let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let x = candle_nn::ops::rms_norm(h, &block.attn_norm, c.rms_eps as f32)?;
+        let normed = |y: Tensor, n: usize, norm: &Option<Tensor>| -> Result<Tensor> {
+            Ok(match norm {
+                Some(w) => {
+                    candle_nn::ops::rms_norm(&y.reshape((b, t, n, hd))?, w, c.rms_eps as f32)?
+                        .reshape((b, t, n * hd))?
+                }
+                None => y,
+            }
+            .contiguous()?)
+        };
+        let [q, k, v]: [Tensor; 3] = forward_group(&[&block.q, &block.k, &block.v], &x)?
+            .try_into()
+            .expect("three projections");
+        let q = normed(q, nh, &block.q_norm)?;
+        let k = normed(k, nkv, &block.k_norm)?;
+        let v = v.contiguous()?;
+        let past = cache.len();
+        let positions: Vec<usize> = (0..b)
+            .flat_map(|r| (0..t).map(move |col| (layout.col0[r] + col as i64).max(0) as usize))
+            .collect();
+        let first_key: Vec<usize> = (0..b)
+            .map(|r| (past as i64 - layout.col0[r]).max(0) as usize)
+            .collect();
+        let shape = AttentionShape {
+            batch: b,
+            tokens: t,
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: hd,
+            positions: &positions,
+            first_key: &first_key,
+            rope: match c.rope_style {
+                RopeStyle::Interleaved => Rope::Interleaved,
+                RopeStyle::Half => Rope::Half,
+            },
+            cos: &self.cos_host,
+            sin: &self.sin_host,
+        };
+        let mut out = vec![0f32; b * t * nh * hd];
+        with_host_f32(&q, |qs| {
+            with_host_f32(&k, |ks| {
+                with_host_f32(&v, |vs| {
+                    cpu_attention::attend(&shape, qs, ks, vs, cache, &mut out)
+                })
+            })
+        })???;
+        let out = Tensor::from_vec(out, (b, t, nh * hd), &self.device)?;
         block.o.forward(&out)
     }
 
@@ -490,3 +631,16 @@ fn attention_mask(layout: &Layout, device: &Device) -> Result<Option<Tensor>> {
     ))
 }
 
+/// Runs `f` on the f32 data of a contiguous CPU tensor without copying it.
+pub(crate) fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
+        EngineError::InvalidRequest("internal: a kernel input is not contiguous".into())
+    })?;
+    match &*storage {
+        Storage::Cpu(cpu) => Ok(f(&cpu.as_slice::<f32>()?[start..end])),
+        _ => Err(EngineError::InvalidRequest(
+            "internal: a CPU kernel was given a tensor on another device".into(),
+        )),
+    }
+}

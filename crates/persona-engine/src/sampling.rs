@@ -1,5 +1,6 @@
 //! Choosing the next token: greedy, or temperature + nucleus sampling with a seeded generator.
 
+use persona_kernels::math::exp_nonpositive;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -52,12 +53,13 @@ impl Sampler {
         if self.temperature <= 0.0 {
             return argmax(logits);
         }
-        let inv_t = 1.0 / self.temperature as f64;
-        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let weights: Vec<f64> = logits
+        let inv_t = 1.0 / self.temperature;
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f32> = logits
             .iter()
-            .map(|&x| ((x as f64 - max) * inv_t).exp())
+            .map(|&x| exp_nonpositive((x - max) * inv_t))
             .collect();
+        let weights: Vec<f64> = weights.into_iter().map(f64::from).collect();
         let total: f64 = weights.iter().sum();
         if self.top_p >= 1.0 {
             return pick(&mut self.rng, weights.iter().copied().enumerate(), total);
@@ -162,6 +164,9 @@ mod tests {
             (0..40).map(|_| s.next(&logits)).collect()
         };
         assert_eq!(a, b);
-        assert!(a.iter().any(|&t| t != 2), "temperature 1 must sometimes pick others");
+        assert!(
+            a.iter().any(|&t| t != 2),
+            "temperature 1 must sometimes pick others"
+        );
     }
 }

@@ -3,12 +3,19 @@
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
+use persona_kernels::amx::AmxMatrix;
+use persona_kernels::gemv_i8::I8Matrix;
+
+use crate::model::with_host_f32;
 use serde::Serialize;
 
 use crate::error::Result;
 
-/// Up to this many rows a matmul uses the quantized copy when there is one.
+/// Up to this many rows a product uses candle's quantized copy when there is one.
 const QUANT_MAX_ROWS: usize = 4;
+/// Up to this many rows a product uses the int8 kernel when there is a copy for it: it streams
+/// the weights once for all rows, which beats the AMX tiles' bf16 weights on few rows.
+const INT8_MAX_ROWS: usize = 8;
 
 /// How weights are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -43,14 +50,6 @@ impl WeightMode {
             Self::Auto => Self::Quantized,
             other => other,
         }
-    }
-
-    fn wants_dense(self) -> bool {
-        matches!(self, Self::Dual | Self::F32)
-    }
-
-    fn wants_quant(self) -> bool {
-        matches!(self, Self::Dual | Self::Quantized)
     }
 }
 
@@ -91,11 +90,42 @@ fn has_fast_kernel(dtype: GgmlDType) -> bool {
     )
 }
 
-/// y = x·Wᵀ (+ b) with W `[out, in]`.
+/// y = x·Wᵀ (+ b) with W `[out, in]`, each product routed to the copy that does it fastest.
 pub(crate) struct Linear {
+    /// Exact f32 weights.
     dense: Option<Tensor>,
+    /// bf16 AMX tiles: many-row products on CPUs that have AMX.
+    tiles: Option<AmxMatrix>,
+    /// int8 weights: few-row products (decode steps) on CPUs with AVX-512 VNNI.
+    int8: Option<I8Matrix>,
+    /// candle's quantized weights: few-row products elsewhere, and the `quantized` layout.
     quant: Option<QMatMul>,
     bias: Option<Tensor>,
+}
+
+/// Whether many-row products of dense weights go to AMX tiles instead of f32 matmuls.
+fn use_amx(device: &Device) -> bool {
+    device.is_cpu() && persona_kernels::cpu::has_amx_bf16()
+}
+
+fn use_int8(device: &Device, in_dim: usize) -> bool {
+    device.is_cpu()
+        && persona_kernels::cpu::has_avx512_vnni()
+        && in_dim.is_multiple_of(I8Matrix::BLOCK)
+}
+
+fn quantized_copy(raw: RawTensor, f32_copy: Option<&Tensor>, device: &Device) -> Result<QMatMul> {
+    let q = match raw {
+        RawTensor::Quant(q) if has_fast_kernel(q.dtype()) => q,
+        other => {
+            let f = match f32_copy {
+                Some(d) => d.clone(),
+                None => other.to_f32(device)?,
+            };
+            QTensor::quantize(&f, GgmlDType::Q8_0)?
+        }
+    };
+    Ok(QMatMul::from_qtensor(q)?)
 }
 
 impl Linear {
@@ -107,70 +137,98 @@ impl Linear {
     ) -> Result<Self> {
         let in_dim = *raw.dims().last().unwrap_or(&0);
         // Q8_0 and the K-quants need rows that are whole 32-element blocks.
-        let wants_quant = mode.wants_quant() && in_dim % 32 == 0;
-        let dense = if mode.wants_dense() || !wants_quant {
-            Some(raw.to_f32(device)?)
-        } else {
-            None
+        let blocks_ok = in_dim.is_multiple_of(32);
+        let mut l = Linear {
+            dense: None,
+            tiles: None,
+            int8: None,
+            quant: None,
+            bias,
         };
-        let quant = if wants_quant {
-            let q = match raw {
-                RawTensor::Quant(q) if has_fast_kernel(q.dtype()) => q,
-                other => {
-                    let f = match &dense {
-                        Some(d) => d.clone(),
-                        None => other.to_f32(device)?,
-                    };
-                    QTensor::quantize(&f, GgmlDType::Q8_0)?
+        match mode {
+            WeightMode::Quantized if blocks_ok => {
+                l.quant = Some(quantized_copy(raw, None, device)?)
+            }
+            WeightMode::Dual => {
+                let f = raw.to_f32(device)?;
+                let (n, k) = f.dims2()?;
+                if use_int8(device, k) {
+                    let host = f.flatten_all()?.to_vec1::<f32>()?;
+                    l.int8 = I8Matrix::quantize(&host, n, k);
+                } else if blocks_ok {
+                    l.quant = Some(quantized_copy(raw, Some(&f), device)?);
                 }
-            };
-            Some(QMatMul::from_qtensor(q)?)
-        } else {
-            None
-        };
-        Ok(Linear { dense, quant, bias })
-    }
-
-    /// A linear map that reuses an existing dense matrix (tied embeddings).
-    pub(crate) fn from_parts(dense: Option<Tensor>, quant: Option<QMatMul>) -> Self {
-        Linear {
-            dense,
-            quant,
-            bias: None,
+                if use_amx(device) {
+                    l.tiles = Some(AmxMatrix::pack(&f.flatten_all()?.to_vec1::<f32>()?, n, k));
+                } else {
+                    l.dense = Some(f);
+                }
+            }
+            _ => l.dense = Some(raw.to_f32(device)?),
         }
+        Ok(l)
     }
 
     /// `x`: `[..., in]` → `[..., out]`.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = match (&self.quant, &self.dense) {
-            (Some(q), Some(_)) if rows <= QUANT_MAX_ROWS => q.forward(x)?,
-            (_, Some(w)) => {
-                let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
-                let y2 = x2.matmul(&w.t()?)?;
-                let mut out_dims = dims.clone();
-                *out_dims.last_mut().expect("rank >= 1") = y2.dim(1)?;
-                y2.reshape(out_dims)?
+        let y = match (&self.int8, &self.quant, &self.tiles, &self.dense) {
+            (Some(w), _, _, _) if rows <= INT8_MAX_ROWS => {
+                let mut y = vec![0f32; rows * w.rows()];
+                let x = x.contiguous()?;
+                with_host_f32(&x, |xs| w.gemv(xs, rows, &mut y))?;
+                Tensor::from_vec(y, out_dims(&dims, w.rows()), x.device())?
             }
-            (Some(q), None) => q.forward(x)?,
-            (None, None) => unreachable!("a Linear always holds a dense or quantized matrix"),
+            (_, Some(q), _, _) if rows <= QUANT_MAX_ROWS => q.forward(x)?,
+            (_, _, Some(tiles), _) => {
+                let x = x.contiguous()?;
+                let mut y = vec![0f32; rows * tiles.rows()];
+                with_host_f32(&x, |xs| tiles.matmul(xs, rows, &mut y))?;
+                Tensor::from_vec(y, out_dims(&dims, tiles.rows()), x.device())?
+            }
+            (_, _, None, Some(w)) => {
+                let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
+                x2.matmul(&w.t()?)?.reshape(out_dims(&dims, w.dim(0)?))?
+            }
+            (_, Some(q), None, None) => q.forward(x)?,
+            (Some(w), None, None, None) => {
+                let mut y = vec![0f32; rows * w.rows()];
+                let x = x.contiguous()?;
+                with_host_f32(&x, |xs| w.gemv(xs, rows, &mut y))?;
+                Tensor::from_vec(y, out_dims(&dims, w.rows()), x.device())?
+            }
+            (None, None, None, None) => unreachable!("a Linear always holds some weights"),
         };
+        self.add_bias(y)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
     }
 
-    /// The weight as dense f32 `[out, in]`, dequantizing if needed (for conversion).
+    /// The weight as dense f32 `[out, in]` (for conversion; exact only in the f32 layout).
     pub(crate) fn to_dense(&self, device: &Device) -> Result<Tensor> {
-        match (&self.dense, &self.quant) {
-            (Some(w), _) => Ok(w.clone()),
-            (None, Some(QMatMul::QTensor(q))) => Ok(q.dequantize(device)?),
-            (None, Some(QMatMul::Tensor(w))) | (None, Some(QMatMul::TensorF16(w))) => {
+        if let Some(w) = &self.dense {
+            return Ok(w.clone());
+        }
+        if let Some(t) = &self.tiles {
+            return Ok(Tensor::from_vec(t.unpack(), (t.rows(), t.cols()), device)?);
+        }
+        match (&self.quant, &self.int8) {
+            (Some(QMatMul::QTensor(q)), _) => Ok(q.dequantize(device)?),
+            (Some(QMatMul::Tensor(w)), _) | (Some(QMatMul::TensorF16(w)), _) => {
                 Ok(w.to_dtype(DType::F32)?)
             }
-            (None, None) => unreachable!("a Linear always holds a dense or quantized matrix"),
+            (None, Some(w)) => Ok(Tensor::from_vec(
+                w.dequantize(),
+                (w.rows(), w.cols()),
+                device,
+            )?),
+            (None, None) => unreachable!("a Linear always holds some weights"),
         }
     }
 
@@ -180,6 +238,8 @@ impl Linear {
 
     pub(crate) fn bytes(&self) -> usize {
         let dense = self.dense.as_ref().map_or(0, |t| t.elem_count() * 4);
+        let tiles = self.tiles.as_ref().map_or(0, |t| t.bytes());
+        let int8 = self.int8.as_ref().map_or(0, |t| t.bytes());
         let quant = match &self.quant {
             Some(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
             Some(QMatMul::Tensor(t)) | Some(QMatMul::TensorF16(t)) => {
@@ -187,6 +247,39 @@ impl Linear {
             }
             None => 0,
         };
-        dense + quant
+        dense + tiles + int8 + quant
+    }
+}
+
+fn out_dims(dims: &[usize], out: usize) -> Vec<usize> {
+    let mut d = dims.to_vec();
+    *d.last_mut().expect("rank >= 1") = out;
+    d
+}
+
+/// Several projections of the same input (q/k/v, gate/up): one pass of the int8 kernel for
+/// all of them on decode steps, separate products otherwise.
+pub(crate) fn forward_group(linears: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+    let dims = x.dims().to_vec();
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let int8: Option<Vec<&I8Matrix>> = linears.iter().map(|l| l.int8.as_ref()).collect();
+    match int8 {
+        Some(mats) if rows <= INT8_MAX_ROWS => {
+            let x = x.contiguous()?;
+            let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; rows * m.rows()]).collect();
+            with_host_f32(&x, |xs| {
+                let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+                persona_kernels::gemv_i8::gemv_many(&mats, xs, rows, &mut outs)
+            })?;
+            linears
+                .iter()
+                .zip(mats)
+                .zip(ys)
+                .map(|((l, m), y)| {
+                    l.add_bias(Tensor::from_vec(y, out_dims(&dims, m.rows()), x.device())?)
+                })
+                .collect()
+        }
+        _ => linears.iter().map(|l| l.forward(x)).collect(),
     }
 }

@@ -29,7 +29,10 @@ fn teacher_forced_top1_matches_llamacpp() {
             top_k: 5,
             ..Default::default()
         };
-        let out = engine.forward_batch(&[seq], &req, &mut |_| {}).unwrap().remove(0);
+        let out = engine
+            .forward_batch(&[seq], &req, &mut |_| {})
+            .unwrap()
+            .remove(0);
         assert_eq!(out.scores.len(), 128);
         let mut agree = 0;
         let mut max_diff: f32 = 0.0;
@@ -55,13 +58,18 @@ fn teacher_forced_top1_matches_llamacpp() {
             }
         }
         eprintln!("prompt {i}: teacher-forced top-1 agreement {agree}/128, max |logit diff| on llama.cpp's token {max_diff:.3}");
-        assert!(agree * 100 >= 90 * 128, "prompt {i}: only {agree}/128 agree");
+        assert!(
+            agree * 100 >= 90 * 128,
+            "prompt {i}: only {agree}/128 agree"
+        );
         assert!(max_diff < 1.5, "prompt {i}: logits differ by {max_diff}");
     }
 }
 
-/// Free-running greedy generation starts with llama.cpp's tokens; on prompt 0 it stops at the
-/// same end-of-turn token (step 7).
+/// Free-running greedy generation follows llama.cpp's tokens until a near-tie: where the two
+/// first differ, our token must be in llama.cpp's top 5 within 0.3 of its top logit (different
+/// kernels legitimately break such ties differently). Prompt 0 stops at the same end-of-turn
+/// token (step 7).
 #[test]
 fn greedy_generation_starts_like_llamacpp() {
     let reference = reference("greedy_llamacpp.json");
@@ -87,10 +95,35 @@ fn greedy_generation_starts_like_llamacpp() {
             .take_while(|(a, b)| a == b)
             .count();
         eprintln!("prompt {i}: first {same} of 32 greedy tokens identical to llama.cpp");
-        assert!(same >= 8, "prompt {i}: only {same} identical leading tokens");
+        if same < 32 {
+            let ours = g.generated_ids[same];
+            let top_ids = ids(&p["top5_ids"][same]);
+            let top_logits: Vec<f64> = p["top5_logits"][same]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let j = top_ids.iter().position(|&t| t == ours);
+            let gap = j.map(|j| top_logits[0] - top_logits[j]);
+            eprintln!(
+                "  step {same}: we pick {ours}, llama.cpp {}; its logit gap {gap:?}",
+                want[same]
+            );
+            assert!(
+                gap.is_some_and(|g| g < 0.3),
+                "prompt {i} step {same}: {ours} is not a near-tie in llama.cpp's top 5 {top_ids:?}"
+            );
+        }
     }
-    assert_eq!(&gens[0].generated_ids[..8], &ids(&prompts[0]["greedy_ids"])[..8]);
-    assert_eq!(gens[0].generated_ids[7], 2, "the end-of-turn token of prompt 0");
+    assert_eq!(
+        &gens[0].generated_ids[..8],
+        &ids(&prompts[0]["greedy_ids"])[..8]
+    );
+    assert_eq!(
+        gens[0].generated_ids[7], 2,
+        "the end-of-turn token of prompt 0"
+    );
 }
 
 fn workload_sequences() -> (Vec<TokenSequence>, usize) {
@@ -108,7 +141,12 @@ fn workload_sequences() -> (Vec<TokenSequence>, usize) {
 }
 
 /// Per-layer mean of per-sample means over sequences `range`.
-fn side_mean(outs: &[persona_engine::ForwardOutput], range: std::ops::Range<usize>, site: HookSite, span: usize) -> Vec<f32> {
+fn side_mean(
+    outs: &[persona_engine::ForwardOutput],
+    range: std::ops::Range<usize>,
+    site: HookSite,
+    span: usize,
+) -> Vec<f32> {
     let n = range.len() as f64;
     let mut acc: Vec<f64> = Vec::new();
     for o in &outs[range] {
@@ -145,7 +183,11 @@ fn workload_means_match_pytorch_fp32() {
     let mut min_cos = f64::INFINITY;
     let mut max_rel: f64 = 0.0;
     for (side, range) in [("pos", 0..n_side), ("neg", n_side..2 * n_side)] {
-        for (kind, span) in [("response", Some(0)), ("prompt", Some(1)), ("last_prompt", None)] {
+        for (kind, span) in [
+            ("response", Some(0)),
+            ("prompt", Some(1)),
+            ("last_prompt", None),
+        ] {
             let (shape, data) = &means[&format!("{side}_{kind}_mean")];
             assert_eq!(shape, &vec![n_layers + 1, d]);
             for l in 0..n_layers - 1 {
@@ -220,7 +262,9 @@ fn f32_weights_are_exact_against_pytorch() {
         captures: CaptureSpec::response_means([0, 10, 20, 28]),
         ..Default::default()
     };
-    let outs = engine.forward_batch(&seqs[..32], &req, &mut |_| {}).unwrap();
+    let outs = engine
+        .forward_batch(&seqs[..32], &req, &mut |_| {})
+        .unwrap();
     let (_, data) = &means["pos_response_mean"];
     for l in [0, 10, 20, 28] {
         let ours = side_mean(&outs, 0..32, HookSite::resid_post(l), 0);

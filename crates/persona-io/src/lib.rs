@@ -136,7 +136,9 @@ impl LayerVectors {
             layers.insert(l, v);
         }
         if layers.is_empty() {
-            return Err(bad("a GGUF without `direction.<N>` tensors is not a control vector".into()));
+            return Err(bad(
+                "a GGUF without `direction.<N>` tensors is not a control vector".into(),
+            ));
         }
         check_same_width(&layers).map_err(bad)?;
         let metadata = content
@@ -206,12 +208,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cv.gguf");
         let t = Tensor::new(&[0.25f32, -1.0], &Device::Cpu).unwrap();
-        let q = candle_core::quantized::QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32)
-            .unwrap();
+        let q =
+            candle_core::quantized::QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32)
+                .unwrap();
         let arch = gguf_file::Value::String("controlvector".into());
         let mut f = std::fs::File::create(&path).unwrap();
-        gguf_file::write(&mut f, &[("general.architecture", &arch)], &[("direction.4", &q)])
-            .unwrap();
+        gguf_file::write(
+            &mut f,
+            &[("general.architecture", &arch)],
+            &[("direction.4", &q)],
+        )
+        .unwrap();
         drop(f);
         let v = LayerVectors::load(&path).unwrap();
         assert_eq!(v.layers.get(&4), Some(&vec![0.25, -1.0]));

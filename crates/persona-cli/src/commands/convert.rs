@@ -25,7 +25,13 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         "bf16" => ConvertDType::BF16,
         other => bail!("unknown --dtype `{other}`: use f32, f16 or bf16"),
     };
-    let engine = load_engine(g)?;
+    // Exact dequantized weights, whatever layout the user would run with.
+    let exact = Global {
+        model: g.model.clone(),
+        weights: persona_engine::WeightMode::F32,
+        format: g.format,
+    };
+    let engine = load_engine(&exact)?;
     engine.write_hf_folder(&a.out, dtype)?;
     emit(g.format, &json!({"out": a.out, "dtype": a.dtype}), || {
         println!(

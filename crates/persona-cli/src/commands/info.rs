@@ -42,7 +42,11 @@ pub fn run(g: &Global) -> anyhow::Result<()> {
             info.weight_bytes as f64 / 1e6
         );
         match &info.chat_template {
-            Some(t) => println!("template    {} characters (ChatML-style: {})", t.len(), t.contains("<|im_start|>")),
+            Some(t) => println!(
+                "template    {} characters (ChatML-style: {})",
+                t.len(),
+                t.contains("<|im_start|>")
+            ),
             None => println!("template    none"),
         }
     })

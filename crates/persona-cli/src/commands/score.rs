@@ -77,7 +77,10 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     });
     emit(g.format, &value, || {
         let tok = engine.tokenizer();
-        println!("{:>6} {:>8} {:>10}  {:<20} top-1", "pos", "id", "logprob", "piece");
+        println!(
+            "{:>6} {:>8} {:>10}  {:<20} top-1",
+            "pos", "id", "logprob", "piece"
+        );
         for (i, s) in out.scores.iter().enumerate() {
             let piece = tok.pieces(&[s.id]).pop().unwrap_or_default();
             let top = tok.pieces(&[s.top[0].0]).pop().unwrap_or_default();
@@ -90,7 +93,10 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 piece
             );
         }
-        println!("sum log-probability {total:.4} over {} tokens", out.scores.len());
+        println!(
+            "sum log-probability {total:.4} over {} tokens",
+            out.scores.len()
+        );
     })
 }
 

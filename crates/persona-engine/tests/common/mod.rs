@@ -26,8 +26,9 @@ pub fn reference(name: &str) -> serde_json::Value {
 /// The default model's path; fails (never skips) when it is not set up.
 pub fn default_model_path() -> PathBuf {
     let cache = persona_models::ModelCache::from_env().expect("a cache folder");
-    persona_models::resolve(&cache, None)
-        .unwrap_or_else(|e| panic!("{e}\nrun `persona setup` (or the README's first command) first"))
+    persona_models::resolve(&cache, None).unwrap_or_else(|e| {
+        panic!("{e}\nrun `persona setup` (or the README's first command) first")
+    })
 }
 
 /// The Qwen2.5-1.5B model if it has been set up (it is optional: 1.1 GB).
@@ -68,14 +69,24 @@ pub fn load_npz(path: &std::path::Path) -> HashMap<String, (Vec<usize>, Vec<f32>
     let mut out = HashMap::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).unwrap();
-        let name = entry.name().expect("utf-8 name").trim_end_matches(".npy").to_string();
+        let name = entry
+            .name()
+            .expect("utf-8 name")
+            .trim_end_matches(".npy")
+            .to_string();
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).unwrap();
         assert_eq!(&bytes[..6], b"\x93NUMPY");
         let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
         assert!(header.contains("'<f4'") && header.contains("'fortran_order': False"));
-        let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+        let shape_text = header
+            .split("'shape': (")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
         let shape: Vec<usize> = shape_text
             .split(',')
             .filter(|s| !s.trim().is_empty())
@@ -99,7 +110,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 
 /// ‖a − b‖ / ‖b‖.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum();
     (diff / nb).sqrt()
 }

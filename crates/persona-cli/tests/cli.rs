@@ -1,0 +1,234 @@
+//! The `persona` binary on the real default model: JSON outputs scripts rely on, and clear
+//! errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn persona(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("the persona binary runs")
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = persona(args);
+    assert!(
+        out.status.success(),
+        "persona {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "persona {args:?} printed no single JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = persona(args);
+    assert!(!out.status.success(), "persona {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "persona {args:?}: error lacks `{n}`: {err}"
+        );
+    }
+    assert!(
+        !err.contains("panicked"),
+        "persona {args:?} panicked: {err}"
+    );
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn setup_info_and_tokenize() {
+    let s = json(&["setup", "--format", "json"]);
+    assert_eq!(s["model"], "smollm2-135m");
+    assert!(Path::new(s["path"].as_str().unwrap()).is_file());
+    let info = json(&["info", "--format", "json"]);
+    assert_eq!(info["config"]["n_layers"], 30);
+    assert_eq!(info["config"]["d_model"], 576);
+    let t = json(&["tokenize", "Hello, world! How are you?", "--format", "json"]);
+    assert_eq!(ids(&t["ids"]), vec![19556, 28, 905, 17, 1073, 359, 346, 47]);
+    assert_eq!(t["pieces"][0], "Hello");
+    let chat = json(&[
+        "tokenize",
+        "--chat",
+        "--system",
+        "You are a pirate.",
+        "What is the capital of France?",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        ids(&chat["ids"]),
+        vec![
+            1, 9690, 198, 2683, 359, 253, 30820, 30, 2, 198, 1, 4093, 198, 1780, 314, 260, 3575,
+            282, 4649, 47, 2, 198, 1, 520, 9531, 198
+        ]
+    );
+}
+
+#[test]
+fn generate_and_score() {
+    let g = json(&[
+        "generate",
+        "--user",
+        "What is the capital of France? Answer in one sentence.",
+        "--greedy",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(g["text"], "The capital of France is Paris.");
+    assert_eq!(ids(&g["prompt_ids"]).len(), 42);
+    assert_eq!(g["finish"], "stop");
+    let gen_ids: Vec<String> = ids(&g["generated_ids"])
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    let s = json(&[
+        "score",
+        "--user",
+        "What is the capital of France? Answer in one sentence.",
+        "--ids",
+        &gen_ids.join(","),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(ids(&s["ids"]), ids(&g["generated_ids"]));
+    // Greedy tokens are the model's own top-1 choices.
+    assert_eq!(ids(&s["top1"]), ids(&g["generated_ids"]));
+    let lp = s["logprobs"].as_array().unwrap();
+    assert_eq!(lp.len(), gen_ids.len());
+    assert!(lp.iter().all(|x| x.as_f64().unwrap() <= 0.0));
+    let by_text = json(&[
+        "score",
+        "--user",
+        "What is the capital of France? Answer in one sentence.",
+        "--text",
+        "The capital of France is Paris.",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(ids(&by_text["ids"]), ids(&g["generated_ids"]));
+}
+
+#[test]
+fn steering_from_a_vector_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = 576;
+    let mut zero = persona_io::LayerVectors::default();
+    zero.layers.insert(10, vec![0.0; d]);
+    let zpath = dir.path().join("zero.safetensors");
+    zero.save(&zpath).unwrap();
+    let mut strong = persona_io::LayerVectors::default();
+    strong.layers.insert(
+        10,
+        (0..d)
+            .map(|i| if i % 7 == 0 { 3.0 } else { -1.0 })
+            .collect(),
+    );
+    let spath = dir.path().join("strong.safetensors");
+    strong.save(&spath).unwrap();
+    let base = [
+        "generate",
+        "--user",
+        "Tell me about your weekend.",
+        "--greedy",
+        "--max-tokens",
+        "24",
+        "--format",
+        "json",
+    ];
+    let plain = json(&base);
+    let zsteer = format!("{}:10:5.0", zpath.display());
+    let mut with_zero = base.to_vec();
+    with_zero.extend(["--steer", &zsteer]);
+    assert_eq!(json(&with_zero)["generated_ids"], plain["generated_ids"]);
+    let ssteer = format!("{}:10:4.0", spath.display());
+    let mut with_strong = base.to_vec();
+    with_strong.extend(["--steer", &ssteer]);
+    assert_ne!(json(&with_strong)["generated_ids"], plain["generated_ids"]);
+    let missing_layer = format!("{}:3:1.0", spath.display());
+    fails_with(
+        &["generate", "--user", "hi", "--steer", &missing_layer],
+        &["layer 3", "[10]"],
+    );
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    fails_with(
+        &["info", "--model", "/nonexistent/model.gguf"],
+        &["/nonexistent/model.gguf"],
+    );
+    fails_with(
+        &["generate", "--user", "hi", "--steer", "nofile"],
+        &["FILE:LAYER:ALPHA"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--user",
+            "hi",
+            "--steer",
+            "/nonexistent.safetensors:3:1",
+        ],
+        &["/nonexistent.safetensors"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("msgs.json");
+    std::fs::write(&bad, "[{\"role\": \"user\"").unwrap();
+    fails_with(
+        &["generate", "--messages", bad.to_str().unwrap()],
+        &["msgs.json", "role"],
+    );
+    fails_with(&["generate"], &["--user"]);
+    fails_with(&["score", "--user", "hi", "--ids", "1,x"], &["`x`"]);
+    fails_with(
+        &["score", "--user", "hi", "--ids", "99999999"],
+        &["vocabulary"],
+    );
+    fails_with(&["info", "--weights", "fast"], &["--weights"]);
+    fails_with(&["setup", "--model", "gpt-17"], &["gpt-17", "smollm2-135m"]);
+}
+
+#[test]
+fn convert_writes_a_loadable_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hf");
+    let c = json(&[
+        "convert",
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(c["dtype"], "f32");
+    let info = json(&["info", "--model", out.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(info["format"], "hugging_face");
+    let g = json(&[
+        "generate",
+        "--model",
+        out.to_str().unwrap(),
+        "--user",
+        "What is the capital of France? Answer in one sentence.",
+        "--greedy",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(g["text"], "The capital of France is Paris.");
+}

