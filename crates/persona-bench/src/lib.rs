@@ -23,8 +23,6 @@ pub enum BenchError {
     Engine(#[from] persona_engine::EngineError),
     #[error(transparent)]
     Workload(#[from] WorkloadError),
-    #[error(transparent)]
-    Peer(#[from] PeerError),
 }
 
 /// The bench's output: our figures, the peers', and ours relative to theirs.

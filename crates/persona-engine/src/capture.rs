@@ -29,7 +29,7 @@ impl CaptureState {
         let unit_dirs = match &spec.projections {
             Some(v) => {
                 let v = v.to_dtype(DType::F32)?.to_device(device)?;
-                let (k, vd) = v.dims2().map_err(|_| {
+                let (_, vd) = v.dims2().map_err(|_| {
                     EngineError::InvalidRequest(format!(
                         "projection vectors must be a [k, d] matrix, got shape {:?}",
                         v.dims()
@@ -49,7 +49,6 @@ impl CaptureState {
                         "a projection vector is all zeros; it has no direction".into(),
                     ));
                 }
-                let _ = k;
                 Some(v.broadcast_div(&norms)?.t()?.contiguous()?)
             }
             None => None,

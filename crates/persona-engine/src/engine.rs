@@ -267,15 +267,22 @@ impl Engine {
         messages: &[Message],
         response: &str,
     ) -> Result<TokenSequence> {
-        let prompt = self.render_chat(messages, true)?;
-        let prompt_len = self.tokenizer.encode(&prompt)?.len();
+        self.text_with_response(&self.render_chat(messages, true)?, response)
+    }
+
+    /// A raw prompt text with a response appended verbatim, and where the response starts.
+    pub fn text_with_response(&self, prompt: &str, response: &str) -> Result<TokenSequence> {
+        let prompt_ids = self.tokenizer.encode(prompt)?;
         let ids = self.tokenizer.encode(&format!("{prompt}{response}"))?;
-        if ids.len() < prompt_len || ids[..prompt_len] != self.tokenizer.encode(&prompt)?[..] {
+        if !ids.starts_with(&prompt_ids) {
             return Err(EngineError::InvalidRequest(
-                "the response merges with the end of the prompt under this tokenizer, so the response tokens cannot be separated; start the response with a new word".into(),
+                "the response merges with the end of the prompt under this tokenizer, so the response tokens cannot be separated; start the response with a new word, or give token ids".into(),
             ));
         }
-        Ok(TokenSequence { ids, prompt_len })
+        Ok(TokenSequence {
+            ids,
+            prompt_len: prompt_ids.len(),
+        })
     }
 
     /// Teacher-forced forward over many sequences: batched by length, padded on the right.
@@ -329,7 +336,6 @@ impl Engine {
         batch: &[usize],
         req: &ForwardRequest,
     ) -> Result<Vec<ForwardOutput>> {
-        let c = &self.model.config;
         let dev = &self.model.device;
         let t = batch.iter().map(|&i| seqs[i].ids.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * t);
@@ -345,24 +351,7 @@ impl Engine {
             seq_len: batch.iter().map(|&i| seqs[i].ids.len()).collect(),
             past: 0,
         };
-        let interventions = remap_sequences(&req.interventions, batch);
-        let plan = HookPlan::new(
-            &interventions,
-            &req.captures.sites,
-            c.n_layers,
-            c.d_model,
-            dev,
-        )?;
-        let mut capture = if req.captures.is_empty() {
-            None
-        } else {
-            Some(CaptureState::new(
-                &req.captures,
-                batch.len(),
-                c.d_model,
-                dev,
-            )?)
-        };
+        let (plan, mut capture) = self.batch_hooks(&req.interventions, &req.captures, batch)?;
         let wanted = if req.scores {
             LogitsWanted::All
         } else {
@@ -390,13 +379,35 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The hook plan and capture state of one batch (`batch` lists the caller's sequence
+    /// indices in batch-row order).
+    pub(crate) fn batch_hooks(
+        &self,
+        interventions: &[Intervention],
+        captures: &CaptureSpec,
+        batch: &[usize],
+    ) -> Result<(HookPlan, Option<CaptureState>)> {
+        let c = &self.model.config;
+        let dev = &self.model.device;
+        let interventions = remap_sequences(interventions, batch);
+        let plan = HookPlan::new(&interventions, &captures.sites, c.n_layers, c.d_model, dev)?;
+        let capture = if captures.is_empty() {
+            None
+        } else {
+            Some(CaptureState::new(captures, batch.len(), c.d_model, dev)?)
+        };
+        Ok((plan, capture))
+    }
+}
+
 /// The text of a special token id, for the template's `bos_token` / `eos_token`.
 fn special_text(tok: &Tokenizer, id: Option<u32>) -> String {
     id.and_then(|i| tok.id_to_piece(i)).unwrap_or_default()
 }
 
 /// Restricts per-sequence interventions to a batch, renumbering sequences to batch rows.
-pub(crate) fn remap_sequences(ivs: &[Intervention], batch: &[usize]) -> Vec<Intervention> {
+fn remap_sequences(ivs: &[Intervention], batch: &[usize]) -> Vec<Intervention> {
     ivs.iter()
         .filter_map(|iv| match &iv.sequences {
             None => Some(iv.clone()),

@@ -3,11 +3,9 @@
 use candle_core::Tensor;
 use serde::Serialize;
 
-use crate::capture::CaptureState;
-use crate::engine::{remap_sequences, Engine};
+use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::hooks::{CaptureSpec, Intervention, SequenceCaptures};
-use crate::intervene::HookPlan;
 use crate::model::{Layout, LogitsWanted};
 use crate::sampling::{Sampler, SamplingParams};
 
@@ -89,19 +87,7 @@ impl Engine {
         } else {
             p.stop_ids.clone()
         };
-        let interventions = remap_sequences(&req.interventions, batch);
-        let plan = HookPlan::new(
-            &interventions,
-            &req.captures.sites,
-            c.n_layers,
-            c.d_model,
-            dev,
-        )?;
-        let mut capture = if req.captures.is_empty() {
-            None
-        } else {
-            Some(CaptureState::new(&req.captures, b, c.d_model, dev)?)
-        };
+        let (plan, mut capture) = self.batch_hooks(&req.interventions, &req.captures, batch)?;
         let mut caches = model.new_caches(b, max_total);
         let mut samplers: Vec<Sampler> = batch.iter().map(|&i| Sampler::new(p, i)).collect();
 
@@ -120,16 +106,19 @@ impl Engine {
             past: 0,
         };
         let ids = Tensor::from_vec(ids, (b, t), dev)?;
-        let mut logits = model
-            .forward(
-                &ids,
-                &layout,
-                &plan,
-                Some(&mut caches),
-                capture.as_mut(),
-                LogitsWanted::Last,
-            )?
-            .expect("logits were asked for");
+        let mut run = |ids: &Tensor, layout: &Layout| -> Result<Tensor> {
+            Ok(model
+                .forward(
+                    ids,
+                    layout,
+                    &plan,
+                    Some(&mut caches),
+                    capture.as_mut(),
+                    LogitsWanted::Last,
+                )?
+                .expect("logits were asked for"))
+        };
+        let mut logits = run(&ids, &layout)?;
         let mut generated: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut finished: Vec<Option<FinishReason>> = vec![None; b];
         for step in 0..p.max_tokens {
@@ -170,16 +159,7 @@ impl Engine {
                 past: t + step,
             };
             let step_ids = Tensor::from_vec(next, (b, 1), dev)?;
-            logits = model
-                .forward(
-                    &step_ids,
-                    &layout,
-                    &plan,
-                    Some(&mut caches),
-                    capture.as_mut(),
-                    LogitsWanted::Last,
-                )?
-                .expect("logits were asked for");
+            logits = run(&step_ids, &layout)?;
         }
         let captures = match capture {
             Some(c) => c.finish()?,

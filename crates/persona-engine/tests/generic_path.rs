@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use persona_engine::{CaptureSpec, ForwardRequest, HookSite, TokenSequence, WeightMode};
+use persona_engine::{CaptureSpec, ForwardRequest, HookSite, WeightMode};
 
 #[test]
 fn generic_path_agrees_with_llamacpp_and_the_kernel_path() {
@@ -15,34 +15,17 @@ fn generic_path_agrees_with_llamacpp_and_the_kernel_path() {
     let generic = load(WeightMode::F32);
     let reference = reference("greedy_llamacpp.json");
     let p = &reference["prompts"][0];
-    let prompt = ids(&p["prompt_ids"]);
     let greedy = ids(&p["greedy_ids"]);
-    let mut all = prompt.clone();
-    all.extend(&greedy);
-    let seq = TokenSequence {
-        ids: all,
-        prompt_len: prompt.len(),
-    };
+    let seq = forced(&ids(&p["prompt_ids"]), &greedy);
     let n = generic.config().n_layers;
     let req = ForwardRequest {
         captures: CaptureSpec::response_means(0..n),
         scores: true,
         ..Default::default()
     };
-    let a = generic
-        .forward_batch(std::slice::from_ref(&seq), &req, &mut |_| {})
-        .unwrap()
-        .remove(0);
-    let b = kernels
-        .forward_batch(std::slice::from_ref(&seq), &req, &mut |_| {})
-        .unwrap()
-        .remove(0);
-    let agree = a
-        .scores
-        .iter()
-        .zip(&greedy)
-        .filter(|(s, g)| s.top[0].0 == **g)
-        .count();
+    let a = run_one(&generic, &seq, &req);
+    let b = run_one(&kernels, &seq, &req);
+    let agree = top1_agreement(&a, &greedy);
     eprintln!("generic path: teacher-forced top-1 agreement {agree}/128");
     assert!(agree >= 120);
     for l in 0..n {

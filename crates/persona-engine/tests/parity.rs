@@ -16,23 +16,14 @@ fn teacher_forced_top1_matches_llamacpp() {
     let reference = reference("greedy_llamacpp.json");
     let engine = engine();
     for (i, p) in reference["prompts"].as_array().unwrap().iter().enumerate() {
-        let prompt = ids(&p["prompt_ids"]);
         let greedy = ids(&p["greedy_ids"]);
-        let mut all = prompt.clone();
-        all.extend(&greedy);
-        let seq = TokenSequence {
-            ids: all,
-            prompt_len: prompt.len(),
-        };
+        let seq = forced(&ids(&p["prompt_ids"]), &greedy);
         let req = ForwardRequest {
             scores: true,
             top_k: 5,
             ..Default::default()
         };
-        let out = engine
-            .forward_batch(&[seq], &req, &mut |_| {})
-            .unwrap()
-            .remove(0);
+        let out = run_one(engine, &seq, &req);
         assert_eq!(out.scores.len(), 128);
         let mut agree = 0;
         let mut max_diff: f32 = 0.0;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use persona_engine::{Engine, ForwardRequest, LoadOptions, TokenSequence};
+use persona_engine::{Engine, ForwardRequest, LoadOptions};
 
 #[test]
 fn qwen_teacher_forced_top1_matches_llamacpp() {
@@ -28,26 +28,12 @@ fn qwen_teacher_forced_top1_matches_llamacpp() {
         let prompt = engine.chat_prompt_ids(&messages).unwrap();
         assert_eq!(prompt, ids(&p["prompt_ids"]), "{name}: prompt ids");
         let greedy = ids(&p["greedy_ids"]);
-        let mut all = prompt.clone();
-        all.extend(&greedy);
-        let seq = TokenSequence {
-            ids: all,
-            prompt_len: prompt.len(),
-        };
         let req = ForwardRequest {
             scores: true,
             ..Default::default()
         };
-        let out = engine
-            .forward_batch(&[seq], &req, &mut |_| {})
-            .unwrap()
-            .remove(0);
-        let agree = out
-            .scores
-            .iter()
-            .zip(&greedy)
-            .filter(|(s, g)| s.top[0].0 == **g)
-            .count();
+        let out = run_one(&engine, &forced(&prompt, &greedy), &req);
+        let agree = top1_agreement(&out, &greedy);
         eprintln!(
             "{name}: teacher-forced top-1 agreement {agree}/{}",
             greedy.len()

@@ -17,6 +17,8 @@ const TILE_K: usize = 32;
 const TILE_ELEMS: usize = TILE_ROWS * TILE_K;
 const TILE_BYTES: usize = TILE_ELEMS * 2;
 const PREFETCH_AHEAD: usize = 2;
+/// Activation bytes per row chunk (half of a 2 MB L2, the rest for weights and outputs).
+const L2_CHUNK_BYTES: usize = 512 << 10;
 
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -251,70 +253,76 @@ impl AmxMatrix {
         let a_stride = job.k_pad * 2;
         let c_stride = job.n_pad * 4;
         let b_stride = 64usize;
-        for p in p0..p1 {
-            let nb0 = 2 * p;
-            let two_n = nb0 + 1 < self.n_blocks;
-            let b0 = self.tiles.as_ptr().add(nb0 * self.k_blocks * TILE_ELEMS);
-            let b1 = if two_n {
-                b0.add(self.k_blocks * TILE_ELEMS)
-            } else {
-                b0
-            };
-            let mut mb = 0;
-            while mb < job.m_blocks {
-                let two_m = mb + 1 < job.m_blocks;
-                let a0 = job.xa.as_ptr().add(mb * TILE_ROWS * job.k_pad);
-                let a1 = if two_m {
-                    a0.add(TILE_ROWS * job.k_pad)
+        // Rows in chunks whose bf16 activations stay in L2 while every weight panel of this
+        // thread passes over them (else they would stream from L3 once per panel).
+        let chunk_blocks = (L2_CHUNK_BYTES / (TILE_ROWS * a_stride)).max(2) & !1;
+        for m_lo in (0..job.m_blocks).step_by(chunk_blocks) {
+            let m_hi = (m_lo + chunk_blocks).min(job.m_blocks);
+            for p in p0..p1 {
+                let nb0 = 2 * p;
+                let two_n = nb0 + 1 < self.n_blocks;
+                let b0 = self.tiles.as_ptr().add(nb0 * self.k_blocks * TILE_ELEMS);
+                let b1 = if two_n {
+                    b0.add(self.k_blocks * TILE_ELEMS)
                 } else {
-                    a0
+                    b0
                 };
-                asm!(
-                    "tilezero tmm0",
-                    "tilezero tmm1",
-                    "tilezero tmm2",
-                    "tilezero tmm3",
-                    options(nostack)
-                );
-                for kb in 0..self.k_blocks {
-                    let (pa0, pa1) = (a0.add(kb * TILE_K), a1.add(kb * TILE_K));
-                    let (pb0, pb1) = (b0.add(kb * TILE_ELEMS), b1.add(kb * TILE_ELEMS));
-                    // Weights stream from memory once per call when few rows share them: ask
-                    // for the tiles two steps ahead (the hardware prefetcher alone lags).
-                    if kb + PREFETCH_AHEAD < self.k_blocks {
-                        for line in 0..TILE_BYTES / 64 {
-                            let ahead = PREFETCH_AHEAD * TILE_ELEMS + line * 32;
-                            prefetch(pb0.add(ahead));
-                            prefetch(pb1.add(ahead));
+                let mut mb = m_lo;
+                while mb < m_hi {
+                    let two_m = mb + 1 < m_hi;
+                    let a0 = job.xa.as_ptr().add(mb * TILE_ROWS * job.k_pad);
+                    let a1 = if two_m {
+                        a0.add(TILE_ROWS * job.k_pad)
+                    } else {
+                        a0
+                    };
+                    asm!(
+                        "tilezero tmm0",
+                        "tilezero tmm1",
+                        "tilezero tmm2",
+                        "tilezero tmm3",
+                        options(nostack)
+                    );
+                    for kb in 0..self.k_blocks {
+                        let (pa0, pa1) = (a0.add(kb * TILE_K), a1.add(kb * TILE_K));
+                        let (pb0, pb1) = (b0.add(kb * TILE_ELEMS), b1.add(kb * TILE_ELEMS));
+                        // Weights stream from memory once per call when few rows share them: ask
+                        // for the tiles two steps ahead (the hardware prefetcher alone lags).
+                        if kb + PREFETCH_AHEAD < self.k_blocks {
+                            for line in 0..TILE_BYTES / 64 {
+                                let ahead = PREFETCH_AHEAD * TILE_ELEMS + line * 32;
+                                prefetch(pb0.add(ahead));
+                                prefetch(pb1.add(ahead));
+                            }
+                        }
+                        asm!(
+                            "tileloadd tmm4, [{a0} + {sa}*1]",
+                            "tileloadd tmm5, [{a1} + {sa}*1]",
+                            "tileloadd tmm6, [{b0} + {sb}*1]",
+                            "tileloadd tmm7, [{b1} + {sb}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            a0 = in(reg) pa0, a1 = in(reg) pa1, b0 = in(reg) pb0, b1 = in(reg) pb1,
+                            sa = in(reg) a_stride, sb = in(reg) b_stride,
+                            options(nostack),
+                        );
+                    }
+                    let c00 = job.y.add(mb * TILE_ROWS * job.n_pad + nb0 * TILE_ROWS);
+                    asm!("tilestored [{c} + {s}*1], tmm0", c = in(reg) c00, s = in(reg) c_stride, options(nostack));
+                    if two_n {
+                        asm!("tilestored [{c} + {s}*1], tmm1", c = in(reg) c00.add(TILE_ROWS), s = in(reg) c_stride, options(nostack));
+                    }
+                    if two_m {
+                        let c10 = c00.add(TILE_ROWS * job.n_pad);
+                        asm!("tilestored [{c} + {s}*1], tmm2", c = in(reg) c10, s = in(reg) c_stride, options(nostack));
+                        if two_n {
+                            asm!("tilestored [{c} + {s}*1], tmm3", c = in(reg) c10.add(TILE_ROWS), s = in(reg) c_stride, options(nostack));
                         }
                     }
-                    asm!(
-                        "tileloadd tmm4, [{a0} + {sa}*1]",
-                        "tileloadd tmm5, [{a1} + {sa}*1]",
-                        "tileloadd tmm6, [{b0} + {sb}*1]",
-                        "tileloadd tmm7, [{b1} + {sb}*1]",
-                        "tdpbf16ps tmm0, tmm4, tmm6",
-                        "tdpbf16ps tmm1, tmm4, tmm7",
-                        "tdpbf16ps tmm2, tmm5, tmm6",
-                        "tdpbf16ps tmm3, tmm5, tmm7",
-                        a0 = in(reg) pa0, a1 = in(reg) pa1, b0 = in(reg) pb0, b1 = in(reg) pb1,
-                        sa = in(reg) a_stride, sb = in(reg) b_stride,
-                        options(nostack),
-                    );
+                    mb += if two_m { 2 } else { 1 };
                 }
-                let c00 = job.y.add(mb * TILE_ROWS * job.n_pad + nb0 * TILE_ROWS);
-                asm!("tilestored [{c} + {s}*1], tmm0", c = in(reg) c00, s = in(reg) c_stride, options(nostack));
-                if two_n {
-                    asm!("tilestored [{c} + {s}*1], tmm1", c = in(reg) c00.add(TILE_ROWS), s = in(reg) c_stride, options(nostack));
-                }
-                if two_m {
-                    let c10 = c00.add(TILE_ROWS * job.n_pad);
-                    asm!("tilestored [{c} + {s}*1], tmm2", c = in(reg) c10, s = in(reg) c_stride, options(nostack));
-                    if two_n {
-                        asm!("tilestored [{c} + {s}*1], tmm3", c = in(reg) c10.add(TILE_ROWS), s = in(reg) c_stride, options(nostack));
-                    }
-                }
-                mb += if two_m { 2 } else { 1 };
             }
         }
         asm!("tilerelease", options(nostack));
@@ -373,6 +381,7 @@ mod tests {
             (70, 192, 576),
             (5, 1536, 576),
             (48, 576, 1536),
+            (600, 40, 576), // two row chunks
         ] {
             let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
             let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();

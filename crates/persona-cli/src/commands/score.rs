@@ -30,14 +30,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 Some(raw) => raw.clone(),
                 None => engine.render_chat(&a.chat.messages()?, true)?,
             };
-            let ids = engine.tokenizer().encode(&format!("{prompt_text}{text}"))?;
-            if ids.len() < prompt_ids.len() || ids[..prompt_ids.len()] != prompt_ids[..] {
-                bail!("the continuation merges with the prompt's last token under this tokenizer; pass --ids instead");
-            }
-            TokenSequence {
-                prompt_len: prompt_ids.len(),
-                ids,
-            }
+            engine.text_with_response(&prompt_text, text)?
         }
         (None, Some(list)) => {
             let cont = parse_ids(list)?;

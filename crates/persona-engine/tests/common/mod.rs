@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use persona_engine::{Engine, LoadOptions, WeightMode};
+use persona_engine::{
+    Engine, ForwardOutput, ForwardRequest, LoadOptions, TokenSequence, WeightMode,
+};
 
 /// The reference folder beside the project (`$PERSONA_SHARED` overrides).
 pub fn shared() -> PathBuf {
@@ -117,4 +119,29 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
         .sum();
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum();
     (diff / nb).sqrt()
+}
+
+/// `prompt` followed by `continuation` as one teacher-forced sequence.
+pub fn forced(prompt: &[u32], continuation: &[u32]) -> TokenSequence {
+    TokenSequence {
+        ids: [prompt, continuation].concat(),
+        prompt_len: prompt.len(),
+    }
+}
+
+/// One sequence through `engine` with `req`.
+pub fn run_one(engine: &Engine, seq: &TokenSequence, req: &ForwardRequest) -> ForwardOutput {
+    engine
+        .forward_batch(std::slice::from_ref(seq), req, &mut |_| {})
+        .unwrap()
+        .remove(0)
+}
+
+/// How many scored positions have the model's top-1 equal to `want`.
+pub fn top1_agreement(out: &ForwardOutput, want: &[u32]) -> usize {
+    out.scores
+        .iter()
+        .zip(want)
+        .filter(|(s, w)| s.top[0].0 == **w)
+        .count()
 }
