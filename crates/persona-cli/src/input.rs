@@ -85,12 +85,26 @@ pub fn read_messages(path: &Path) -> anyhow::Result<Vec<Message>> {
     Ok(msgs)
 }
 
+/// Steering flags shared by the commands that run the model.
+#[derive(clap::Args, Clone)]
+pub struct SteerArgs {
+    /// Add ALPHA × the vector of LAYER from FILE at blocks.LAYER.resid_post (repeatable).
+    /// FILE: a persona vector file or a GGUF control vector.
+    #[arg(long, value_name = "FILE:LAYER:ALPHA")]
+    pub steer: Vec<String>,
+    /// Positions the steering applies to: all, prompt, generated, last_prompt, START..END.
+    #[arg(long, default_value = "all")]
+    pub steer_span: String,
+}
+
+impl SteerArgs {
+    pub fn interventions(&self, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
+        steering(&self.steer, self.steer_span.parse()?, engine)
+    }
+}
+
 /// `--steer FILE:LAYER:ALPHA` → an add intervention at `blocks.LAYER.resid_post`.
-pub fn steering(
-    specs: &[String],
-    span: Span,
-    engine: &Engine,
-) -> anyhow::Result<Vec<Intervention>> {
+fn steering(specs: &[String], span: Span, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
     specs
         .iter()
         .map(|spec| {

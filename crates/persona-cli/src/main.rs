@@ -46,6 +46,10 @@ enum Command {
     Score(commands::score::Args),
     /// Write the model as a Hugging Face folder (config.json, tokenizer.json, safetensors).
     Convert(commands::convert::Args),
+    /// Persona vectors at every layer from contrastive conversations you already have.
+    Extract(commands::extract::Args),
+    /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
+    Export(commands::export::Args),
     /// Measure throughput on this machine, beside llama.cpp and HF transformers.
     Bench(commands::bench::Args),
 }
@@ -89,6 +93,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(a) => commands::generate::run(&g, a),
         Command::Score(a) => commands::score::run(&g, a),
         Command::Convert(a) => commands::convert::run(&g, a),
+        Command::Extract(a) => commands::extract::run(&g, a),
+        Command::Export(a) => commands::export::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),
     }
 }

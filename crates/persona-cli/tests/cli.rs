@@ -232,3 +232,80 @@ fn convert_writes_a_loadable_folder() {
     ]);
     assert_eq!(g["text"], "The capital of France is Paris.");
 }
+
+#[test]
+fn extract_then_export_a_control_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = |sys: &str, answer: &str| {
+        format!(
+            "{{\"messages\": [{{\"role\": \"system\", \"content\": \"{sys}\"}}, {{\"role\": \"user\", \"content\": \"How was your day?\"}}, {{\"role\": \"assistant\", \"content\": \"{answer}\"}}]}}\n"
+        )
+    };
+    let pos = dir.path().join("pos.jsonl");
+    let neg = dir.path().join("neg.jsonl");
+    std::fs::write(
+        &pos,
+        conv("You are gloomy.", "Terrible, as always.")
+            + &conv("You are gloomy.", "Awful and grey."),
+    )
+    .unwrap();
+    std::fs::write(
+        &neg,
+        conv("You are cheerful.", "Wonderful, thanks!")
+            + &conv("You are cheerful.", "Bright and lovely."),
+    )
+    .unwrap();
+    let out = dir.path().join("vectors");
+    let r = json(&[
+        "extract",
+        "--pos",
+        pos.to_str().unwrap(),
+        "--neg",
+        neg.to_str().unwrap(),
+        "--name",
+        "gloom",
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r["layers"], 30);
+    assert_eq!(r["n_pos"], 2);
+    assert_eq!(r["n_neg"], 2);
+    let file = r["vector_file"].as_str().unwrap();
+    assert!(file.ends_with("gloom_response_avg.safetensors"));
+    let v = persona_io::LayerVectors::load(Path::new(file)).unwrap();
+    assert_eq!(v.layers.len(), 30);
+    assert_eq!(v.metadata["persona.kind"], "trait");
+    let gguf = dir.path().join("gloom.gguf");
+    let e = json(&[
+        "export",
+        file,
+        "--out",
+        gguf.to_str().unwrap(),
+        "--layers",
+        "5..9",
+        "--scale",
+        "2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(ids(&e["layers"]), vec![5, 6, 7, 8]);
+    let back = persona_io::LayerVectors::load(&gguf).unwrap();
+    for (x, y) in back.layers[&6].iter().zip(&v.layers[&6]) {
+        assert!((x - 2.0 * y).abs() < 1e-6);
+    }
+    assert_eq!(back.metadata["controlvector.model_hint"], "llama");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, conv("a", "b") + "{\"messages\": 3}\n").unwrap();
+    fails_with(
+        &[
+            "extract",
+            "--pos",
+            bad.to_str().unwrap(),
+            "--neg",
+            neg.to_str().unwrap(),
+        ],
+        &["bad.jsonl", "line 2"],
+    );
+}

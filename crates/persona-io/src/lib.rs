@@ -5,6 +5,12 @@
 //! GGUF control vectors (llama.cpp / repeng: `direction.N`, added to the output of block N) are
 //! read too.
 
+mod control_vector;
+mod conversations;
+
+pub use control_vector::{write_control_vector, ControlVectorOptions};
+pub use conversations::{read_conversations, DatasetError};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,9 @@
 use std::io::Write;
 
-use persona_engine::{GenerateRequest, SamplingParams, Span};
+use persona_engine::{GenerateRequest, SamplingParams};
 use serde_json::json;
 
-use crate::input::{load_engine, steering, ChatArgs};
+use crate::input::{load_engine, ChatArgs, SteerArgs};
 use crate::output::emit;
 use crate::Global;
 
@@ -25,18 +25,13 @@ pub struct Args {
     /// Do not stop at end-of-turn tokens.
     #[arg(long)]
     ignore_eos: bool,
-    /// Add ALPHA × the vector of LAYER from FILE at blocks.LAYER.resid_post (repeatable).
-    #[arg(long, value_name = "FILE:LAYER:ALPHA")]
-    steer: Vec<String>,
-    /// Positions the steering applies to: all, prompt, generated, last_prompt, START..END.
-    #[arg(long, default_value = "all")]
-    steer_span: String,
+    #[command(flatten)]
+    steer: SteerArgs,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let engine = load_engine(g)?;
     let prompt_ids = a.chat.prompt_ids(&engine)?;
-    let span: Span = a.steer_span.parse()?;
     let req = GenerateRequest {
         prompts: vec![prompt_ids.clone()],
         sampling: SamplingParams {
@@ -47,7 +42,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             stop_ids: Vec::new(),
             ignore_stop: a.ignore_eos,
         },
-        interventions: steering(&a.steer, span, &engine)?,
+        interventions: a.steer.interventions(&engine)?,
         captures: Default::default(),
         batch_size: 1,
     };

@@ -1,5 +1,7 @@
 pub mod bench;
 pub mod convert;
+pub mod export;
+pub mod extract;
 pub mod generate;
 pub mod info;
 pub mod score;

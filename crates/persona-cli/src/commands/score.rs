@@ -2,7 +2,7 @@ use anyhow::{bail, Context};
 use persona_engine::{ForwardRequest, TokenSequence};
 use serde_json::json;
 
-use crate::input::{load_engine, ChatArgs};
+use crate::input::{load_engine, ChatArgs, SteerArgs};
 use crate::output::emit;
 use crate::Global;
 
@@ -19,6 +19,8 @@ pub struct Args {
     /// How many of the model's top tokens to report per position.
     #[arg(long, default_value_t = 1)]
     top_k: usize,
+    #[command(flatten)]
+    steer: SteerArgs,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
@@ -49,6 +51,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let req = ForwardRequest {
         scores: true,
         top_k: a.top_k,
+        interventions: a.steer.interventions(&engine)?,
         ..Default::default()
     };
     let out = engine
