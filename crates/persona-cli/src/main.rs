@@ -50,6 +50,9 @@ enum Command {
     Extract(commands::extract::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
     Export(commands::export::Args),
+    /// Read vectors from llama.cpp / repeng GGUF control vectors or the Persona Vectors and
+    /// Assistant-Axis `.pt` files into a persona vector file.
+    Import(commands::import::Args),
     /// Measure throughput on this machine, beside llama.cpp and HF transformers.
     Bench(commands::bench::Args),
 }
@@ -95,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Convert(a) => commands::convert::run(&g, a),
         Command::Extract(a) => commands::extract::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
+        Command::Import(a) => commands::import::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),
     }
 }

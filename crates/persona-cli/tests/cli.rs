@@ -296,6 +296,28 @@ fn extract_then_export_a_control_vector() {
         assert!((x - 2.0 * y).abs() < 1e-6);
     }
     assert_eq!(back.metadata["controlvector.model_hint"], "llama");
+    let imported = dir.path().join("imported.safetensors");
+    let i = json(&[
+        "import",
+        gguf.to_str().unwrap(),
+        "--out",
+        imported.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(ids(&i["layers"]), vec![5, 6, 7, 8]);
+    assert_eq!(i["source_format"], "gguf-control-vector");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../persona-io/tests/data/bare_f32_4x3.pt");
+    fails_with(
+        &[
+            "import",
+            fixture.to_str().unwrap(),
+            "--out",
+            imported.to_str().unwrap(),
+        ],
+        &["bare_f32_4x3.pt", "another model"],
+    );
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, conv("a", "b") + "{\"messages\": 3}\n").unwrap();
     fails_with(

@@ -3,6 +3,7 @@ pub mod convert;
 pub mod export;
 pub mod extract;
 pub mod generate;
+pub mod import;
 pub mod info;
 pub mod score;
 pub mod setup;
