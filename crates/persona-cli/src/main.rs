@@ -46,6 +46,8 @@ enum Command {
     Score(commands::score::Args),
     /// Write the model as a Hugging Face folder (config.json, tokenizer.json, safetensors).
     Convert(commands::convert::Args),
+    /// The built-in trait specs: list them, or show one (or a spec file) in full.
+    Traits(commands::traits::Args),
     /// Persona vectors at every layer from contrastive conversations you already have.
     Extract(commands::extract::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
@@ -96,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(a) => commands::generate::run(&g, a),
         Command::Score(a) => commands::score::run(&g, a),
         Command::Convert(a) => commands::convert::run(&g, a),
+        Command::Traits(a) => commands::traits::run(&g, a),
         Command::Extract(a) => commands::extract::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
         Command::Import(a) => commands::import::run(&g, a),

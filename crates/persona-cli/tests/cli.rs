@@ -331,3 +331,30 @@ fn extract_then_export_a_control_vector() {
         &["bad.jsonl", "line 2"],
     );
 }
+
+#[test]
+fn traits_list_and_show() {
+    let l = json(&["traits", "--format", "json"]);
+    let names: Vec<&str> = l["traits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "evil",
+            "sycophantic",
+            "hallucinating",
+            "apathetic",
+            "humorous",
+            "impolite",
+            "optimistic"
+        ]
+    );
+    let s = json(&["traits", "show", "optimistic", "--format", "json"]);
+    assert_eq!(s["instructions"].as_array().unwrap().len(), 5);
+    assert_eq!(s["evaluation_questions"].as_array().unwrap().len(), 20);
+    fails_with(&["traits", "show", "grumpy"], &["grumpy", "optimistic"]);
+}

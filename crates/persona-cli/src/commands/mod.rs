@@ -8,3 +8,4 @@ pub mod info;
 pub mod score;
 pub mod setup;
 pub mod tokenize;
+pub mod traits;
