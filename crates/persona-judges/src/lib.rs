@@ -1,0 +1,38 @@
+//! Judges turn (question, answer, rubric) into a trait score 0–100 and a coherence score
+//! 0–100, either of which may be "no score". Judgements are cached on disk by (judge, rubric,
+//! question, answer), so a rerun after a crash or with more samples only judges what is new.
+
+mod cache;
+mod lexicon;
+
+pub use cache::JudgementCache;
+pub use lexicon::{LexiconJudge, Polarity};
+
+use persona_traits::TraitSpec;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("judgement cache {path}: {message}")]
+    Cache { path: String, message: String },
+}
+
+/// One answer's scores. `None` means the judge could not (or does not) score that aspect.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub trait_score: Option<f64>,
+    pub coherence: Option<f64>,
+}
+
+/// A scorer of answers for a trait.
+pub trait Judge {
+    /// Identifies the judge in caches and reports (backend and settings).
+    fn id(&self) -> String;
+
+    /// Scores each (question, answer) for `spec`'s trait.
+    fn judge(
+        &self,
+        spec: &TraitSpec,
+        items: &[(String, String)],
+    ) -> Result<Vec<Judgement>, JudgeError>;
+}
