@@ -358,3 +358,41 @@ fn traits_list_and_show() {
     assert_eq!(s["evaluation_questions"].as_array().unwrap().len(), 20);
     fails_with(&["traits", "show", "grumpy"], &["grumpy", "optimistic"]);
 }
+
+#[test]
+fn extract_a_trait_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("calm.toml");
+    std::fs::write(
+        &spec,
+        "name = \"calm\"\ndescription = \"Calm answers.\"\nextraction_questions = [\"How do I handle a busy day?\"]\nevaluation_questions = [\"What helps before an exam?\"]\njudge_rubric = \"Rate calm 0-100. {question} {answer}\"\n\n[[instructions]]\npos = \"Stay serene.\"\nneg = \"Be frantic.\"\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let r = json(&[
+        "extract",
+        spec.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--max-tokens",
+        "8",
+        "--no-filter",
+        "--min-kept",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r["rollouts"], 4);
+    assert_eq!(r["n_pos"], 2);
+    assert_eq!(r["n_neg"], 2);
+    assert_eq!(r["layers"], 30);
+    assert_eq!(r["judge"], "lexicon:vader");
+    assert!(Path::new(r["vector_file"].as_str().unwrap()).is_file());
+    fails_with(
+        &["extract", spec.to_str().unwrap(), "--judge", "gpt-9"],
+        &["gpt-9", "lexicon"],
+    );
+    fails_with(&["extract"], &["--pos"]);
+}

@@ -17,6 +17,9 @@ pub struct GenerateRequest {
     pub captures: CaptureSpec,
     /// Sequences decoded together (0: all at once, up to 64).
     pub batch_size: usize,
+    /// One sampling seed per prompt, so a prompt's sample does not depend on what else is in
+    /// the request (resumed rollouts). Empty: derived from `sampling.seed` and the position.
+    pub seeds: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +48,13 @@ impl Engine {
         req: &GenerateRequest,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Generation>> {
+        if !req.seeds.is_empty() && req.seeds.len() != req.prompts.len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} seeds for {} prompts; give one per prompt or none",
+                req.seeds.len(),
+                req.prompts.len()
+            )));
+        }
         if let Some(i) = req.prompts.iter().position(|p| p.is_empty()) {
             return Err(EngineError::InvalidRequest(format!(
                 "prompt {i} is empty; generation needs at least one prompt token"
@@ -89,7 +99,16 @@ impl Engine {
         };
         let (plan, mut capture) = self.batch_hooks(&req.interventions, &req.captures, batch)?;
         let mut caches = model.new_caches(b, max_total);
-        let mut samplers: Vec<Sampler> = batch.iter().map(|&i| Sampler::new(p, i)).collect();
+        let mut samplers: Vec<Sampler> = batch
+            .iter()
+            .map(|&i| {
+                let seed = match req.seeds.get(i) {
+                    Some(&s) => s,
+                    None => Sampler::derived_seed(p, i),
+                };
+                Sampler::new(p, seed)
+            })
+            .collect();
 
         // Prefill, left-padded so every row's next token lands in the same column.
         let mut ids = Vec::with_capacity(b * t);

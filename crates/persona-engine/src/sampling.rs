@@ -39,11 +39,14 @@ pub(crate) struct Sampler {
 }
 
 impl Sampler {
-    pub(crate) fn new(p: &SamplingParams, sequence_index: usize) -> Self {
+    /// The seed of sequence `index` of a request when it names no seeds of its own.
+    pub(crate) fn derived_seed(p: &SamplingParams, index: usize) -> u64 {
+        p.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub(crate) fn new(p: &SamplingParams, seed: u64) -> Self {
         Sampler {
-            rng: rand::rngs::StdRng::seed_from_u64(
-                p.seed ^ (sequence_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            ),
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
             temperature: p.temperature,
             top_p: p.top_p,
         }
@@ -149,18 +152,18 @@ mod tests {
         };
         // Token 2 holds ~88 % of the mass: with top_p 0.5 only it can be drawn.
         let logits = [0.0, 1.0, 4.0, 0.5];
-        let mut s = Sampler::new(&p, 0);
+        let mut s = Sampler::new(&p, Sampler::derived_seed(&p, 0));
         assert!((0..50).all(|_| s.next(&logits) == 2));
         let full = SamplingParams {
             top_p: 1.0,
             ..p.clone()
         };
         let a: Vec<u32> = {
-            let mut s = Sampler::new(&full, 3);
+            let mut s = Sampler::new(&full, Sampler::derived_seed(&full, 3));
             (0..40).map(|_| s.next(&logits)).collect()
         };
         let b: Vec<u32> = {
-            let mut s = Sampler::new(&full, 3);
+            let mut s = Sampler::new(&full, Sampler::derived_seed(&full, 3));
             (0..40).map(|_| s.next(&logits)).collect()
         };
         assert_eq!(a, b);

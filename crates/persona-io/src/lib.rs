@@ -8,11 +8,13 @@
 mod control_vector;
 mod conversations;
 mod import;
+mod jsonl;
 mod torch;
 
 pub use control_vector::{write_control_vector, ControlVectorOptions};
 pub use conversations::{read_conversations, DatasetError};
 pub use import::{import_vectors, Imported, PtLayout};
+pub use jsonl::read_log;
 pub use torch::read_pt_matrix;
 
 use std::collections::{BTreeMap, HashMap};

@@ -28,25 +28,11 @@ impl JudgementCache {
             path: path.display().to_string(),
             message,
         };
-        let mut entries = HashMap::new();
-        if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-            let lines: Vec<&str> = text.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                match serde_json::from_str::<Entry>(line) {
-                    Ok(e) => {
-                        entries.insert(e.key, e.judgement);
-                    }
-                    Err(_) if i + 1 == lines.len() => {}
-                    Err(e) => {
-                        return Err(err(format!(
-                            "line {} is corrupt ({e}); delete the file to start over",
-                            i + 1
-                        )))
-                    }
-                }
-            }
-        }
+        let entries: HashMap<String, Judgement> = persona_io::read_log::<Entry>(path)
+            .map_err(|e| err(e.to_string()))?
+            .into_iter()
+            .map(|e| (e.key, e.judgement))
+            .collect();
         Ok(JudgementCache {
             path: path.to_path_buf(),
             entries,
@@ -116,10 +102,15 @@ mod tests {
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("{\"key\": \"abc\", \"judg");
         std::fs::write(&path, &text).unwrap();
-        let c = JudgementCache::open(&path).unwrap();
+        let mut c = JudgementCache::open(&path).unwrap();
         assert_eq!(c.get(&k), Some(j));
         assert_eq!(c.len(), 1);
-        std::fs::write(&path, format!("garbage\n{text}")).unwrap();
+        // Appending after the cut-off leaves a clean file.
+        let k2 = JudgementCache::key("lexicon:vader", "r", "q2", "a2");
+        c.insert(k2.clone(), j).unwrap();
+        let reopened = JudgementCache::open(&path).unwrap();
+        assert_eq!((reopened.len(), reopened.get(&k2)), (2, Some(j)));
+        std::fs::write(&path, "garbage\n{}\n").unwrap();
         let e = JudgementCache::open(&path).err().unwrap().to_string();
         assert!(e.contains("line 1"), "{e}");
     }

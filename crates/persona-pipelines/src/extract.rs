@@ -25,6 +25,18 @@ pub enum ExtractError {
         index: usize,
         message: String,
     },
+    #[error(transparent)]
+    Rollout(#[from] crate::rollouts::RolloutError),
+    #[error(transparent)]
+    Judge(#[from] persona_judges::JudgeError),
+    #[error("only {pos} positive and {neg} negative rollouts passed the filter (at least {min} of each are needed): the judge found too little contrast. Use --no-filter, more --samples, or a judge that fits this trait")]
+    TooFewSurvivors { pos: usize, neg: usize, min: usize },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot create the output folder {path}: {source}")]
     OutDir {
         path: PathBuf,
@@ -170,4 +182,190 @@ pub fn extract_from_conversations(
         n_neg: neg.len(),
         norms,
     })
+}
+
+/// Which rollouts a trait extraction keeps.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Filter {
+    /// Positive rollouts need a trait score at least this.
+    pub pos_min: f64,
+    /// Negative rollouts need a trait score below this.
+    pub neg_max: f64,
+    /// Both need coherence at least this (when the judge scores coherence).
+    pub coherence_min: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TraitExtractOptions {
+    pub rollouts: crate::rollouts::RolloutOptions,
+    /// `None`: keep every rollout.
+    pub filter: Option<Filter>,
+    /// Fewer survivors than this on either side is an error, not a silently weak vector.
+    pub min_kept: usize,
+}
+
+/// A rollout with its judgement, as written to `judged.jsonl`.
+#[derive(Debug, Clone, Serialize)]
+struct Judged<'a> {
+    #[serde(flatten)]
+    rollout: &'a crate::rollouts::Rollout,
+    trait_score: Option<f64>,
+    coherence: Option<f64>,
+    kept: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TraitExtractResult {
+    #[serde(flatten)]
+    pub vectors: ExtractResult,
+    pub rollouts: usize,
+    pub judge: String,
+    pub coherence_scored: bool,
+    pub filter: Option<Filter>,
+    pub kept_pos: usize,
+    pub kept_neg: usize,
+    pub mean_trait_pos: Option<f64>,
+    pub mean_trait_neg: Option<f64>,
+    pub run_dir: PathBuf,
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = xs.collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The whole method for one trait: rollouts (cached, resumable), judgements (cached), the
+/// filter, then the vectors from the kept conversations. Files go to `run_dir`:
+/// `rollouts.jsonl`, `judgements.jsonl` (cache), `judged.jsonl` (every rollout with its
+/// scores), the vector files, and `run.json`.
+pub fn extract_trait(
+    engine: &Engine,
+    spec: &persona_traits::TraitSpec,
+    judge: &dyn persona_judges::Judge,
+    opts: &TraitExtractOptions,
+    run_dir: &Path,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<TraitExtractResult, ExtractError> {
+    use crate::rollouts::{run_rollouts, Side};
+    std::fs::create_dir_all(run_dir).map_err(|e| ExtractError::OutDir {
+        path: run_dir.to_path_buf(),
+        source: e,
+    })?;
+    let rollouts = run_rollouts(
+        engine,
+        spec,
+        &opts.rollouts,
+        &run_dir.join("rollouts.jsonl"),
+        &mut |d, t| progress("rollouts", d, t),
+    )?;
+    let mut cache = persona_judges::JudgementCache::open(&run_dir.join("judgements.jsonl"))?;
+    let judge_id = judge.id();
+    let keys: Vec<String> = rollouts
+        .iter()
+        .map(|r| {
+            persona_judges::JudgementCache::key(
+                &judge_id,
+                &spec.judge_rubric,
+                &r.question,
+                &r.answer,
+            )
+        })
+        .collect();
+    let missing: Vec<usize> = (0..rollouts.len())
+        .filter(|&i| cache.get(&keys[i]).is_none())
+        .collect();
+    for (n, chunk) in missing.chunks(64).enumerate() {
+        let items: Vec<(String, String)> = chunk
+            .iter()
+            .map(|&i| (rollouts[i].question.clone(), rollouts[i].answer.clone()))
+            .collect();
+        for (&i, j) in chunk.iter().zip(judge.judge(spec, &items)?) {
+            cache.insert(keys[i].clone(), j)?;
+        }
+        progress("judge", (n + 1) * 64, missing.len());
+    }
+    let judged: Vec<persona_judges::Judgement> = keys
+        .iter()
+        .map(|k| cache.get(k).expect("every rollout was judged"))
+        .collect();
+    let coherence_scored = judged.iter().any(|j| j.coherence.is_some());
+    let keep = |r: &crate::rollouts::Rollout, j: &persona_judges::Judgement| -> bool {
+        let Some(f) = opts.filter else { return true };
+        let coherent = j.coherence.is_none_or(|c| c >= f.coherence_min);
+        match (r.side, j.trait_score) {
+            (Side::Pos, Some(t)) => t >= f.pos_min && coherent,
+            (Side::Neg, Some(t)) => t < f.neg_max && coherent,
+            (_, None) => false,
+        }
+    };
+    let kept: Vec<bool> = rollouts
+        .iter()
+        .zip(&judged)
+        .map(|(r, j)| keep(r, j))
+        .collect();
+    let table_path = run_dir.join("judged.jsonl");
+    let mut table = String::new();
+    for ((r, j), &k) in rollouts.iter().zip(&judged).zip(&kept) {
+        let row = Judged {
+            rollout: r,
+            trait_score: j.trait_score,
+            coherence: j.coherence,
+            kept: k,
+        };
+        table.push_str(&serde_json::to_string(&row).expect("rows serialize"));
+        table.push('\n');
+    }
+    write_atomic(&table_path, table.as_bytes())?;
+    let side_convs = |side: Side| -> Vec<Vec<Message>> {
+        rollouts
+            .iter()
+            .zip(&kept)
+            .filter(|(r, &k)| k && r.side == side)
+            .map(|(r, _)| r.messages())
+            .collect()
+    };
+    let (pos, neg) = (side_convs(Side::Pos), side_convs(Side::Neg));
+    if pos.len() < opts.min_kept || neg.len() < opts.min_kept {
+        return Err(ExtractError::TooFewSurvivors {
+            pos: pos.len(),
+            neg: neg.len(),
+            min: opts.min_kept,
+        });
+    }
+    let side_mean = |side: Side| {
+        mean(
+            rollouts
+                .iter()
+                .zip(&judged)
+                .filter(|(r, _)| r.side == side)
+                .filter_map(|(_, j)| j.trait_score),
+        )
+    };
+    progress("extract", 0, pos.len() + neg.len());
+    let vectors = extract_from_conversations(engine, &pos, &neg, &spec.name, run_dir, &mut |_| {})?;
+    let result = TraitExtractResult {
+        vectors,
+        rollouts: rollouts.len(),
+        judge: judge_id,
+        coherence_scored,
+        filter: opts.filter,
+        kept_pos: pos.len(),
+        kept_neg: neg.len(),
+        mean_trait_pos: side_mean(Side::Pos),
+        mean_trait_neg: side_mean(Side::Neg),
+        run_dir: run_dir.to_path_buf(),
+    };
+    let summary = serde_json::to_string_pretty(&result).expect("results serialize");
+    write_atomic(&run_dir.join("run.json"), summary.as_bytes())?;
+    Ok(result)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExtractError> {
+    let tmp = path.with_extension("part");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| ExtractError::Write {
+            path: path.to_path_buf(),
+            source: e,
+        })
 }

@@ -2,3 +2,4 @@
 //! into result files through `Engine::forward_batch` / `Engine::generate`.
 
 pub mod extract;
+pub mod rollouts;

@@ -1,4 +1,6 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
 
 use crate::input::load_engine;
 use crate::output::emit;
@@ -6,54 +8,163 @@ use crate::Global;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Trait-expressing conversations: JSONL, one {"messages": [...]} per line, the last message
-    /// being the assistant response (or {"prompt", "response"}).
-    #[arg(long)]
-    pos: PathBuf,
+    /// A built-in trait, a .toml spec or a Persona Vectors .json file: runs the whole method
+    /// (rollouts, judge, filter, vectors). Or give --pos and --neg instead.
+    #[arg(conflicts_with_all = ["pos", "neg"])]
+    r#trait: Option<String>,
+    /// Trait-expressing conversations you already have: JSONL, one {"messages": [...]} per
+    /// line, the last message being the assistant response (or {"prompt", "response"}).
+    #[arg(long, requires = "neg")]
+    pos: Option<PathBuf>,
     /// Contrasting conversations, same format.
-    #[arg(long)]
-    neg: PathBuf,
-    /// Name of the trait (file names and metadata).
+    #[arg(long, requires = "pos")]
+    neg: Option<PathBuf>,
+    /// Name of the trait (with --pos/--neg; file names and metadata).
     #[arg(long, default_value = "trait")]
     name: String,
-    /// Output folder for `<name>_{response_avg,prompt_avg,prompt_last}.safetensors`.
-    #[arg(long, default_value = "vectors")]
-    out: PathBuf,
+    /// Output folder. Default: vectors/ with --pos/--neg, runs/<trait>/ for a trait (its cache:
+    /// rerunning the same command resumes).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Judge: lexicon (VADER sentiment, positive = trait) or lexicon-negative.
+    #[arg(long, default_value = "lexicon")]
+    judge: String,
+    /// Samples per question and instruction pair on each side.
+    #[arg(long, default_value_t = 10)]
+    samples: usize,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sequences generated together.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Keep every rollout (no judge threshold).
+    #[arg(long)]
+    no_filter: bool,
+    /// Positive rollouts need a trait score at least this.
+    #[arg(long, default_value_t = 50.0)]
+    pos_threshold: f64,
+    /// Negative rollouts need a trait score below this.
+    #[arg(long, default_value_t = 50.0)]
+    neg_threshold: f64,
+    /// Both need coherence at least this (judges that score coherence).
+    #[arg(long, default_value_t = 50.0)]
+    coherence_threshold: f64,
+    /// Fewer survivors than this on either side stops the run with advice.
+    #[arg(long, default_value_t = 5)]
+    min_kept: usize,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let pos = persona_io::read_conversations(&a.pos)?;
-    let neg = persona_io::read_conversations(&a.neg)?;
+    match (&a.r#trait, &a.pos, &a.neg) {
+        (None, Some(pos), Some(neg)) => from_conversations(g, &a, pos, neg),
+        (Some(t), None, None) => from_trait(g, &a, t),
+        _ => bail!("give a trait (e.g. `persona extract optimistic`) or --pos FILE --neg FILE"),
+    }
+}
+
+fn from_conversations(g: &Global, a: &Args, pos: &Path, neg: &Path) -> anyhow::Result<()> {
+    let pos = persona_io::read_conversations(pos)?;
+    let neg = persona_io::read_conversations(neg)?;
     let engine = load_engine(g)?;
-    let bar = crate::output::bar((pos.len() + neg.len()) as u64, "extract");
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("vectors"));
+    let n = (pos.len() + neg.len()) as u64;
+    let bar = crate::output::bar(n, "extract");
     let mut done = 0u64;
     let r = persona_pipelines::extract::extract_from_conversations(
         &engine,
         &pos,
         &neg,
         &a.name,
-        &a.out,
+        &out,
         &mut |_tokens| {
             done += 1;
-            bar.set_position(done.min((pos.len() + neg.len()) as u64));
+            bar.set_position(done.min(n));
+        },
+    )?;
+    bar.finish_and_clear();
+    emit(g.format, &r, || print_vectors(&a.name, &r))
+}
+
+fn print_vectors(name: &str, r: &persona_pipelines::extract::ExtractResult) {
+    println!(
+        "{name} vectors from {} pos / {} neg conversations, layers 0..{}",
+        r.n_pos, r.n_neg, r.layers
+    );
+    for (method, path) in &r.files {
+        println!("  {method:<13} {}", path.display());
+    }
+    let shown: Vec<String> = r.norms["response_avg"]
+        .iter()
+        .enumerate()
+        .step_by(5)
+        .map(|(l, n)| format!("L{l} {n:.1}"))
+        .collect();
+    println!("‖response_avg‖: {}", shown.join(", "));
+}
+
+fn from_trait(g: &Global, a: &Args, name: &str) -> anyhow::Result<()> {
+    let spec = persona_traits::resolve(name)?;
+    let judge = match a.judge.as_str() {
+        "lexicon" => persona_judges::LexiconJudge::new(persona_judges::Polarity::Positive),
+        "lexicon-negative" => persona_judges::LexiconJudge::new(persona_judges::Polarity::Negative),
+        other => {
+            bail!("unknown --judge `{other}`: available judges are lexicon and lexicon-negative")
+        }
+    };
+    let engine = load_engine(g)?;
+    let run_dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name));
+    let opts = persona_pipelines::extract::TraitExtractOptions {
+        rollouts: persona_pipelines::rollouts::RolloutOptions {
+            samples: a.samples,
+            max_tokens: a.max_tokens,
+            temperature: a.temperature,
+            seed: a.seed,
+            batch_size: a.batch_size,
+        },
+        filter: (!a.no_filter).then_some(persona_pipelines::extract::Filter {
+            pos_min: a.pos_threshold,
+            neg_max: a.neg_threshold,
+            coherence_min: a.coherence_threshold,
+        }),
+        min_kept: a.min_kept,
+    };
+    let bar = crate::output::bar(1, "rollouts");
+    let r = persona_pipelines::extract::extract_trait(
+        &engine,
+        &spec,
+        &judge,
+        &opts,
+        &run_dir,
+        &mut |stage, done, total| {
+            bar.set_message(stage.to_string());
+            bar.set_length(total as u64);
+            bar.set_position(done.min(total) as u64);
         },
     )?;
     bar.finish_and_clear();
     emit(g.format, &r, || {
         println!(
-            "{} vectors from {} pos / {} neg conversations, layers 0..{}",
-            a.name, r.n_pos, r.n_neg, r.layers
+            "{} rollouts judged by {}; kept {} pos / {} neg (mean trait score pos {:.1}, neg {:.1}){}",
+            r.rollouts,
+            r.judge,
+            r.kept_pos,
+            r.kept_neg,
+            r.mean_trait_pos.unwrap_or(f64::NAN),
+            r.mean_trait_neg.unwrap_or(f64::NAN),
+            if r.coherence_scored {
+                ""
+            } else {
+                "; this judge does not score coherence"
+            }
         );
-        for (method, path) in &r.files {
-            println!("  {method:<13} {}", path.display());
-        }
-        let norms = &r.norms["response_avg"];
-        let shown: Vec<String> = norms
-            .iter()
-            .enumerate()
-            .step_by(5)
-            .map(|(l, n)| format!("L{l} {n:.1}"))
-            .collect();
-        println!("‖response_avg‖: {}", shown.join(", "));
+        print_vectors(&spec.name, &r.vectors);
+        println!("run folder: {}", r.run_dir.display());
     })
 }

@@ -43,8 +43,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             ignore_stop: a.ignore_eos,
         },
         interventions: a.steer.interventions(&engine)?,
-        captures: Default::default(),
         batch_size: 1,
+        ..Default::default()
     };
     let out = engine
         .generate(&req, &mut |_| {})?
