@@ -65,11 +65,24 @@ enum LayerCache<'a> {
     Generic(Option<&'a mut KvCache>),
 }
 
-/// A pass without a cache still needs somewhere to keep its keys: one scratch cache, reused by
-/// every layer.
-enum Scratch {
-    F32(cpu_attention::KvCache<f32>),
-    Bf16(cpu_attention::KvCache<Bf16>),
+impl Caches {
+    fn layer(&mut self, l: usize) -> LayerCache<'_> {
+        match self {
+            Caches::CpuF32(cs) => LayerCache::CpuF32(&mut cs[l]),
+            Caches::CpuBf16(cs) => LayerCache::CpuBf16(&mut cs[l]),
+            Caches::Generic(cs) => LayerCache::Generic(Some(&mut cs[l])),
+        }
+    }
+
+    /// Layer 0's cache, emptied: a one-layer scratch cache reused by every layer of a pass.
+    fn emptied_first(&mut self) -> LayerCache<'_> {
+        match self {
+            Caches::CpuF32(cs) => cs[0].clear(),
+            Caches::CpuBf16(cs) => cs[0].clear(),
+            Caches::Generic(cs) => cs[0].reset(),
+        }
+        self.layer(0)
+    }
 }
 
 pub(crate) struct Block {
@@ -232,22 +245,27 @@ impl Model {
     }
 
     pub(crate) fn new_caches(&self, batch: usize, max_len: usize) -> Caches {
+        self.caches(self.config.n_layers, batch, max_len)
+    }
+
+    /// `layers` caches of the kind this model's attention uses.
+    fn caches(&self, layers: usize, batch: usize, max_len: usize) -> Caches {
         let c = &self.config;
         let (b, kv, hd) = (batch, c.n_kv_heads, c.head_dim);
         if self.cpu_kernels && self.mode == WeightMode::F32 {
             Caches::CpuF32(
-                (0..c.n_layers)
+                (0..layers)
                     .map(|_| cpu_attention::KvCache::new(b, kv, hd, max_len))
                     .collect(),
             )
         } else if self.cpu_kernels {
             Caches::CpuBf16(
-                (0..c.n_layers)
+                (0..layers)
                     .map(|_| cpu_attention::KvCache::new(b, kv, hd, max_len))
                     .collect(),
             )
         } else {
-            Caches::Generic((0..c.n_layers).map(|_| KvCache::new(2, max_len)).collect())
+            Caches::Generic((0..layers).map(|_| KvCache::new(2, max_len)).collect())
         }
     }
 
@@ -302,18 +320,8 @@ impl Model {
             let (c, s) = self.rope_for(layout)?;
             (Some(c), Some(s), attention_mask(layout, &self.device)?)
         };
-        let mut scratch = match (&caches, self.cpu_kernels) {
-            (None, true) if self.mode == WeightMode::F32 => Some(Scratch::F32(
-                cpu_attention::KvCache::new(b, c.n_kv_heads, c.head_dim, t),
-            )),
-            (None, true) => Some(Scratch::Bf16(cpu_attention::KvCache::new(
-                b,
-                c.n_kv_heads,
-                c.head_dim,
-                t,
-            ))),
-            _ => None,
-        };
+        // The CPU kernel keeps this pass's keys even without a cache: in one scratch layer.
+        let mut scratch = (caches.is_none() && self.cpu_kernels).then(|| self.caches(1, b, t));
         let mut h = self
             .embed
             .index_select(&ids.flatten_all()?, 0)?
@@ -336,17 +344,8 @@ impl Model {
             };
             h = hook(HookPoint::ResidPre, h)?;
             let cache = match (caches.as_deref_mut(), scratch.as_mut()) {
-                (Some(Caches::CpuF32(cs)), _) => LayerCache::CpuF32(&mut cs[l]),
-                (Some(Caches::CpuBf16(cs)), _) => LayerCache::CpuBf16(&mut cs[l]),
-                (Some(Caches::Generic(cs)), _) => LayerCache::Generic(Some(&mut cs[l])),
-                (None, Some(Scratch::F32(s))) => {
-                    s.clear();
-                    LayerCache::CpuF32(s)
-                }
-                (None, Some(Scratch::Bf16(s))) => {
-                    s.clear();
-                    LayerCache::CpuBf16(s)
-                }
+                (Some(cs), _) => cs.layer(l),
+                (None, Some(s)) => s.emptied_first(),
                 (None, None) => LayerCache::Generic(None),
             };
             let attn = match cache {

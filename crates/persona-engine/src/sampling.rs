@@ -58,11 +58,10 @@ impl Sampler {
         }
         let inv_t = 1.0 / self.temperature;
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let weights: Vec<f32> = logits
+        let weights: Vec<f64> = logits
             .iter()
-            .map(|&x| exp_nonpositive((x - max) * inv_t))
+            .map(|&x| exp_nonpositive((x - max) * inv_t) as f64)
             .collect();
-        let weights: Vec<f64> = weights.into_iter().map(f64::from).collect();
         let total: f64 = weights.iter().sum();
         if self.top_p >= 1.0 {
             return pick(&mut self.rng, weights.iter().copied().enumerate(), total);

@@ -152,14 +152,20 @@ impl Linear {
             WeightMode::Dual => {
                 let f = raw.to_f32(device)?;
                 let (n, k) = f.dims2()?;
-                if use_int8(device, k) {
-                    let host = f.flatten_all()?.to_vec1::<f32>()?;
+                let (int8, amx) = (use_int8(device, k), use_amx(device));
+                // One host copy serves both CPU kernel layouts.
+                let host = if int8 || amx {
+                    f.flatten_all()?.to_vec1::<f32>()?
+                } else {
+                    Vec::new()
+                };
+                if int8 {
                     l.int8 = I8Matrix::quantize(&host, n, k);
                 } else if blocks_ok {
                     l.quant = Some(quantized_copy(raw, Some(&f), device)?);
                 }
-                if use_amx(device) {
-                    l.tiles = Some(AmxMatrix::pack(&f.flatten_all()?.to_vec1::<f32>()?, n, k));
+                if amx {
+                    l.tiles = Some(AmxMatrix::pack(&host, n, k));
                 } else {
                     l.dense = Some(f);
                 }
@@ -173,32 +179,24 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
-        let y = match (&self.int8, &self.quant, &self.tiles, &self.dense) {
-            (Some(w), _, _, _) if rows <= INT8_MAX_ROWS => {
-                let mut y = vec![0f32; rows * w.rows()];
-                let x = x.contiguous()?;
-                with_host_f32(&x, |xs| w.gemv(xs, rows, &mut y))?;
-                Tensor::from_vec(y, out_dims(&dims, w.rows()), x.device())?
-            }
-            (_, Some(q), _, _) if rows <= QUANT_MAX_ROWS => q.forward(x)?,
-            (_, _, Some(tiles), _) => {
-                let x = x.contiguous()?;
-                let mut y = vec![0f32; rows * tiles.rows()];
-                with_host_f32(&x, |xs| tiles.matmul(xs, rows, &mut y))?;
-                Tensor::from_vec(y, out_dims(&dims, tiles.rows()), x.device())?
-            }
-            (_, _, None, Some(w)) => {
-                let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
-                x2.matmul(&w.t()?)?.reshape(out_dims(&dims, w.dim(0)?))?
-            }
-            (_, Some(q), None, None) => q.forward(x)?,
-            (Some(w), None, None, None) => {
-                let mut y = vec![0f32; rows * w.rows()];
-                let x = x.contiguous()?;
-                with_host_f32(&x, |xs| w.gemv(xs, rows, &mut y))?;
-                Tensor::from_vec(y, out_dims(&dims, w.rows()), x.device())?
-            }
-            (None, None, None, None) => unreachable!("a Linear always holds some weights"),
+        let y = match self.int8.as_ref().filter(|_| rows <= INT8_MAX_ROWS) {
+            Some(w) => int8_products(&[w], x)?.remove(0),
+            None => match (&self.quant, &self.tiles, &self.dense) {
+                (Some(q), _, _) if rows <= QUANT_MAX_ROWS => q.forward(x)?,
+                (_, Some(tiles), _) => {
+                    let x = x.contiguous()?;
+                    let mut y = vec![0f32; rows * tiles.rows()];
+                    with_host_f32(&x, |xs| tiles.matmul(xs, rows, &mut y))?;
+                    Tensor::from_vec(y, out_dims(&dims, tiles.rows()), x.device())?
+                }
+                (_, None, Some(w)) => {
+                    let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
+                    x2.matmul(&w.t()?)?.reshape(out_dims(&dims, w.dim(0)?))?
+                }
+                (Some(q), None, None) => q.forward(x)?,
+                // An int8 copy only exists beside AMX tiles or f32 weights.
+                (None, None, None) => unreachable!("a Linear keeps weights for many-row products"),
+            },
         };
         self.add_bias(y)
     }
@@ -257,6 +255,23 @@ fn out_dims(dims: &[usize], out: usize) -> Vec<usize> {
     d
 }
 
+/// `x · Wᵀ` for int8 matrices sharing the input `x` `[..., in]`: one quantization of `x` and
+/// one parallel pass of the kernel for all of them.
+fn int8_products(mats: &[&I8Matrix], x: &Tensor) -> Result<Vec<Tensor>> {
+    let dims = x.dims().to_vec();
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let x = x.contiguous()?;
+    let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; rows * m.rows()]).collect();
+    with_host_f32(&x, |xs| {
+        let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+        persona_kernels::gemv_i8::gemv_many(mats, xs, rows, &mut outs)
+    })?;
+    mats.iter()
+        .zip(ys)
+        .map(|(m, y)| Ok(Tensor::from_vec(y, out_dims(&dims, m.rows()), x.device())?))
+        .collect()
+}
+
 /// Several projections of the same input (q/k/v, gate/up): one pass of the int8 kernel for
 /// all of them on decode steps, separate products otherwise.
 pub(crate) fn forward_group(linears: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
@@ -264,22 +279,11 @@ pub(crate) fn forward_group(linears: &[&Linear], x: &Tensor) -> Result<Vec<Tenso
     let rows: usize = dims[..dims.len() - 1].iter().product();
     let int8: Option<Vec<&I8Matrix>> = linears.iter().map(|l| l.int8.as_ref()).collect();
     match int8 {
-        Some(mats) if rows <= INT8_MAX_ROWS => {
-            let x = x.contiguous()?;
-            let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; rows * m.rows()]).collect();
-            with_host_f32(&x, |xs| {
-                let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
-                persona_kernels::gemv_i8::gemv_many(&mats, xs, rows, &mut outs)
-            })?;
-            linears
-                .iter()
-                .zip(mats)
-                .zip(ys)
-                .map(|((l, m), y)| {
-                    l.add_bias(Tensor::from_vec(y, out_dims(&dims, m.rows()), x.device())?)
-                })
-                .collect()
-        }
+        Some(mats) if rows <= INT8_MAX_ROWS => linears
+            .iter()
+            .zip(int8_products(&mats, x)?)
+            .map(|(l, y)| l.add_bias(y))
+            .collect(),
         _ => linears.iter().map(|l| l.forward(x)).collect(),
     }
 }

@@ -197,7 +197,7 @@ fn workload_means_match_pytorch_fp32() {
                     }
                 };
                 let theirs = &data[(l + 1) * d..(l + 2) * d];
-                let c = cosine(&ours, theirs);
+                let c = persona_core::cosine(&ours, theirs);
                 let r = rel_err(&ours, theirs);
                 assert!(c >= 0.999, "{side} {kind} layer {l}: cosine {c}");
                 min_cos = min_cos.min(c);
@@ -235,7 +235,7 @@ fn workload_vector_matches_pytorch_fp32() {
         } else {
             &last[..]
         };
-        let c = cosine(&v, theirs);
+        let c = persona_core::cosine(&v, theirs);
         min_cos = min_cos.min(c);
         assert!(c >= 0.999, "layer {l}: cosine {c}");
     }

@@ -129,12 +129,7 @@ pub fn import_vectors(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(name)
-    }
+    use crate::test_data as data;
 
     #[test]
     fn rows_map_to_layers_by_convention() {

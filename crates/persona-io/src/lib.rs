@@ -18,6 +18,14 @@ pub use jsonl::read_log;
 pub use torch::read_pt_matrix;
 
 use std::collections::{BTreeMap, HashMap};
+
+/// A fixture in `tests/data/` (files written by the tools persona reads).
+#[cfg(test)]
+fn test_data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file;

@@ -119,12 +119,7 @@ pub fn read_pt_matrix(path: &Path, key: Option<&str>) -> Result<Vec<Vec<f32>>, I
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(name)
-    }
+    use crate::test_data as data;
 
     fn expected() -> Vec<Vec<f32>> {
         (0..4)

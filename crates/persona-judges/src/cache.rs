@@ -19,6 +19,8 @@ struct Entry {
 pub struct JudgementCache {
     path: PathBuf,
     entries: HashMap<String, Judgement>,
+    /// Opened on the first insert and kept: a run appends thousands of lines.
+    log: Option<std::fs::File>,
 }
 
 impl JudgementCache {
@@ -36,6 +38,7 @@ impl JudgementCache {
         Ok(JudgementCache {
             path: path.to_path_buf(),
             entries,
+            log: None,
         })
     }
 
@@ -70,12 +73,17 @@ impl JudgementCache {
             judgement,
         })
         .map_err(|e| err(e.to_string()))?;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| err(e.to_string()))?;
-        writeln!(f, "{line}").map_err(|e| err(e.to_string()))?;
+        let log = match &mut self.log {
+            Some(f) => f,
+            None => self.log.insert(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .map_err(|e| err(e.to_string()))?,
+            ),
+        };
+        writeln!(log, "{line}").map_err(|e| err(e.to_string()))?;
         self.entries.insert(key, judgement);
         Ok(())
     }

@@ -280,15 +280,8 @@ pub fn attend<E: KvElement>(
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
-
-    fn rnd(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
+    use crate::test_rng::lcg;
 
     fn tables(n: usize, half: usize) -> (Vec<f32>, Vec<f32>) {
         let mut c = vec![];
@@ -365,9 +358,9 @@ mod tests {
         let (cos, sin) = tables(64, d / 2);
         for rope in [Rope::Interleaved, Rope::Half] {
             let mut seed = 11;
-            let q: Vec<f32> = (0..t * h * d).map(|_| rnd(&mut seed)).collect();
-            let k: Vec<f32> = (0..t * g * d).map(|_| rnd(&mut seed)).collect();
-            let v: Vec<f32> = (0..t * g * d).map(|_| rnd(&mut seed)).collect();
+            let q: Vec<f32> = (0..t * h * d).map(|_| lcg(&mut seed)).collect();
+            let k: Vec<f32> = (0..t * g * d).map(|_| lcg(&mut seed)).collect();
+            let v: Vec<f32> = (0..t * g * d).map(|_| lcg(&mut seed)).collect();
             let want = reference((&q, &k, &v), (t, h, g, d), rope, (&cos, &sin));
             // The 7 tokens as a 5-token prefill + 2 decode steps.
             // Both sequences are left-padded by 3 dummy columns.

@@ -631,13 +631,7 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-    }
+    use crate::test_rng::lcg;
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;

@@ -26,3 +26,14 @@ pub fn keep_freed_memory() {
         }
     }
 }
+
+#[cfg(test)]
+mod test_rng {
+    /// A tiny LCG: reproducible test inputs in [−0.5, 0.5).
+    pub fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+}

@@ -1,6 +1,9 @@
 //! The whole method on a tiny trait spec: rollouts are cached and resumed, judgements cached,
 //! the filter refuses a run with too few survivors instead of writing a weak vector.
 
+#[path = "../../persona-engine/tests/common/mod.rs"]
+mod common;
+
 use persona_engine::{Engine, LoadOptions};
 use persona_judges::{LexiconJudge, Polarity};
 use persona_pipelines::extract::{extract_trait, Filter, TraitExtractOptions};
@@ -20,10 +23,7 @@ neg = "Be flat and downbeat in every answer."
 
 #[test]
 fn trait_extraction_resumes_from_its_caches() {
-    let cache = persona_models::ModelCache::from_env().unwrap();
-    let model = persona_models::resolve(&cache, None)
-        .unwrap_or_else(|e| panic!("{e}\nrun `persona setup` first"));
-    let engine = Engine::load(&model, &LoadOptions::default()).unwrap();
+    let engine = Engine::load(&common::default_model_path(), &LoadOptions::default()).unwrap();
     let spec = persona_traits::TraitSpec::from_toml(SPEC, "test spec").unwrap();
     let judge = LexiconJudge::new(Polarity::Positive);
     let dir = tempfile::tempdir().unwrap();
