@@ -4,9 +4,14 @@
 
 mod cache;
 mod lexicon;
+mod rubric;
 
 pub use cache::JudgementCache;
 pub use lexicon::{LexiconJudge, Polarity};
+pub use rubric::{
+    coherence_prompt, expected_number, numbers_from_top_logprobs, CombinedJudge, NumberScorer,
+    RubricJudge, COHERENCE_RUBRIC, COHERENCE_RUBRIC_ID, MIN_NUMBER_MASS,
+};
 
 use persona_traits::TraitSpec;
 use serde::{Deserialize, Serialize};
@@ -15,6 +20,9 @@ use serde::{Deserialize, Serialize};
 pub enum JudgeError {
     #[error("judgement cache {path}: {message}")]
     Cache { path: String, message: String },
+    /// The judge's backend failed (unreachable server, bad reply, model error).
+    #[error("judge: {0}")]
+    Backend(String),
 }
 
 /// One answer's scores. `None` means the judge could not (or does not) score that aspect.
