@@ -7,6 +7,7 @@
 
 mod capture;
 pub mod config;
+mod continuations;
 mod convert;
 mod engine;
 pub mod error;

@@ -74,6 +74,29 @@ impl Caches {
         }
     }
 
+    /// Caches of `batch` sequences, each a copy of sequence 0 of these.
+    pub(crate) fn fork_first(&self, batch: usize) -> Result<Caches> {
+        Ok(match self {
+            Caches::CpuF32(cs) => Caches::CpuF32(cs.iter().map(|c| c.fork_first(batch)).collect()),
+            Caches::CpuBf16(cs) => {
+                Caches::CpuBf16(cs.iter().map(|c| c.fork_first(batch)).collect())
+            }
+            Caches::Generic(cs) => {
+                let mut out = Vec::with_capacity(cs.len());
+                for c in cs {
+                    let mut forked = KvCache::new(2, c.k_cache().max_seq_len());
+                    if let (Some(k), Some(v)) = (c.k()?, c.v()?) {
+                        let k = k.narrow(0, 0, 1)?.repeat((batch, 1, 1, 1))?;
+                        let v = v.narrow(0, 0, 1)?.repeat((batch, 1, 1, 1))?;
+                        forked.append(&k.contiguous()?, &v.contiguous()?)?;
+                    }
+                    out.push(forked);
+                }
+                Caches::Generic(out)
+            }
+        })
+    }
+
     /// Layer 0's cache, emptied: a one-layer scratch cache reused by every layer of a pass.
     fn emptied_first(&mut self) -> LayerCache<'_> {
         match self {

@@ -97,6 +97,28 @@ impl<E: KvElement> KvCache<E> {
         self.capacity
     }
 
+    /// A cache of `batch` sequences that all start as copies of sequence 0 of this one: a
+    /// prompt run once can then be continued in many ways.
+    pub fn fork_first(&self, batch: usize) -> Self {
+        let row = self.kv_heads * self.capacity * self.head_dim;
+        let repeat = |x: &[E]| -> Vec<E> {
+            let mut out = Vec::with_capacity(batch * row);
+            for _ in 0..batch {
+                out.extend_from_slice(&x[..row]);
+            }
+            out
+        };
+        KvCache {
+            batch,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            capacity: self.capacity,
+            len: self.len,
+            k: repeat(&self.k),
+            v: repeat(&self.v),
+        }
+    }
+
     /// Start of value column `col` of (sequence b, kv head g).
     fn v_at(&self, b: usize, g: usize, col: usize) -> usize {
         ((b * self.kv_heads + g) * self.capacity + col) * self.head_dim
