@@ -10,52 +10,57 @@ use crate::error::{EngineError, Result};
 use crate::hooks::CaptureSpec;
 use crate::model::{Layout, LogitsWanted};
 
+/// The longest continuation [`Engine::branch_logprobs`] runs (its cache is sized for it).
+pub const MAX_CONTINUATION_TOKENS: usize = 8;
+
+/// The next-token log-probabilities after a prompt and after continuations of it.
+#[derive(Debug, Clone)]
+pub struct Branches {
+    /// `[vocab]` after the prompt alone.
+    pub first: Vec<f32>,
+    /// The continuations that were run.
+    pub continuations: Vec<Vec<u32>>,
+    /// `[continuation][k][vocab]`: after the prompt and the continuation's first `k + 1` tokens.
+    pub after: Vec<Vec<Vec<f32>>>,
+}
+
 impl Engine {
-    /// Log-probabilities of the next token after `prompt` followed by each continuation's
-    /// first `0..=len` tokens: `[continuation][position][vocab]`, where position 0 is after
-    /// the prompt alone (the same for every continuation) and position `k` after its first `k`
-    /// tokens. Every continuation must have the same length.
-    pub fn continuation_logprobs(
+    /// Runs `prompt` once, lets `choose` pick continuations from the next-token
+    /// log-probabilities (e.g. only the likely first tokens), and runs each continuation from a
+    /// copy of the prompt's KV cache. Every continuation must have the same length.
+    pub fn branch_logprobs(
         &self,
         prompt: &[u32],
-        continuations: &[Vec<u32>],
-    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        choose: &mut dyn FnMut(&[f32]) -> Vec<Vec<u32>>,
+    ) -> Result<Branches> {
         let model = self.model();
         let c = &model.config;
         let dev = &model.device;
-        let len = continuations.first().map_or(0, Vec::len);
+        let check_ids = |ids: &[u32]| -> Result<()> {
+            match ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+                Some(bad) => Err(EngineError::InvalidRequest(format!(
+                    "token id {bad} is outside the vocabulary of {} tokens",
+                    c.vocab_size
+                ))),
+                None => Ok(()),
+            }
+        };
         if prompt.is_empty() {
             return Err(EngineError::InvalidRequest(
                 "the prompt to continue is empty".into(),
             ));
         }
-        if let Some(i) = continuations.iter().position(|k| k.len() != len) {
-            return Err(EngineError::InvalidRequest(format!(
-                "continuation {i} has {} tokens and continuation 0 has {len}; they must all have the same length",
-                continuations[i].len()
-            )));
-        }
-        let bad = prompt
-            .iter()
-            .chain(continuations.iter().flatten())
-            .find(|&&id| id as usize >= c.vocab_size);
-        if let Some(&bad) = bad {
-            return Err(EngineError::InvalidRequest(format!(
-                "token id {bad} is outside the vocabulary of {} tokens",
-                c.vocab_size
-            )));
-        }
-        let total = prompt.len() + len;
-        if total > c.context_length {
+        check_ids(prompt)?;
+        let p = prompt.len();
+        if p >= c.context_length {
             return Err(EngineError::ContextOverflow {
-                len: total,
+                len: p + 1,
                 max: c.context_length,
             });
         }
-        let n = continuations.len();
-        let p = prompt.len();
         let (plan, _) = self.batch_hooks(&[], &CaptureSpec::default(), &[0])?;
-        let mut caches = model.new_caches(1, total.max(p + 1));
+        let capacity = c.context_length.min(p + MAX_CONTINUATION_TOKENS);
+        let mut caches = model.new_caches(1, capacity);
         let layout = Layout {
             t: p,
             col0: vec![0],
@@ -68,32 +73,54 @@ impl Engine {
             .forward(&ids, &layout, &plan, Some(&mut caches), None, LogitsWanted::Last)?
             .expect("logits were asked for");
         let first = log_softmax(&first.to_vec2::<f32>()?[0]);
-        let mut out: Vec<Vec<Vec<f32>>> = vec![vec![first]; n];
-        if len == 0 || n == 0 {
-            return Ok(out);
+        let continuations = choose(&first);
+        let n = continuations.len();
+        let len = continuations.first().map_or(0, Vec::len);
+        if let Some(i) = continuations.iter().position(|k| k.len() != len) {
+            return Err(EngineError::InvalidRequest(format!(
+                "continuation {i} has {} tokens and continuation 0 has {len}; they must all have the same length",
+                continuations[i].len()
+            )));
         }
-        let rows: Vec<usize> = (0..n).collect();
-        let (plan, _) = self.batch_hooks(&[], &CaptureSpec::default(), &rows)?;
-        let mut caches = caches.fork_first(n)?;
-        for step in 0..len {
-            let layout = Layout {
-                t: 1,
-                col0: vec![(p + step) as i64; n],
-                prompt_len: vec![p; n],
-                seq_len: vec![p + step + 1; n],
-                past: p + step,
-            };
-            let step_ids: Vec<u32> = continuations.iter().map(|k| k[step]).collect();
-            let ids = Tensor::from_vec(step_ids, (n, 1), dev)?;
-            let logits = model
-                .forward(&ids, &layout, &plan, Some(&mut caches), None, LogitsWanted::Last)?
-                .expect("logits were asked for")
-                .to_vec2::<f32>()?;
-            for (row, dist) in out.iter_mut().zip(&logits) {
-                row.push(log_softmax(dist));
+        for k in &continuations {
+            check_ids(k)?;
+        }
+        let mut after: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(len); n];
+        if len > 0 && n > 0 {
+            if p + len > capacity {
+                return Err(EngineError::InvalidRequest(format!(
+                    "continuations of {len} tokens after a {p}-token prompt do not fit: at most {} tokens fit here (context {}, at most {MAX_CONTINUATION_TOKENS} per continuation)",
+                    capacity - p,
+                    c.context_length
+                )));
+            }
+            let rows: Vec<usize> = (0..n).collect();
+            let (plan, _) = self.batch_hooks(&[], &CaptureSpec::default(), &rows)?;
+            let mut forked = caches.fork_first(n)?;
+            for step in 0..len {
+                let layout = Layout {
+                    t: 1,
+                    col0: vec![(p + step) as i64; n],
+                    prompt_len: vec![p; n],
+                    seq_len: vec![p + step + 1; n],
+                    past: p + step,
+                };
+                let step_ids: Vec<u32> = continuations.iter().map(|k| k[step]).collect();
+                let ids = Tensor::from_vec(step_ids, (n, 1), dev)?;
+                let logits = model
+                    .forward(&ids, &layout, &plan, Some(&mut forked), None, LogitsWanted::Last)?
+                    .expect("logits were asked for")
+                    .to_vec2::<f32>()?;
+                for (row, dist) in after.iter_mut().zip(&logits) {
+                    row.push(log_softmax(dist));
+                }
             }
         }
-        Ok(out)
+        Ok(Branches {
+            first,
+            continuations,
+            after,
+        })
     }
 }
 

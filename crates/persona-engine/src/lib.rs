@@ -22,6 +22,7 @@ mod weights;
 
 pub use candle_core::{DType, Device, Tensor};
 pub use config::{Family, ModelConfig, RopeStyle};
+pub use continuations::{Branches, MAX_CONTINUATION_TOKENS};
 pub use convert::ConvertDType;
 pub use engine::{
     Engine, ForwardOutput, ForwardRequest, LoadOptions, ModelFormat, ModelInfo, TokenScore,

@@ -17,9 +17,16 @@ fn check(mode: WeightMode, tolerance: f32) {
         vec![1000, 2000, 3000],
         vec![greedy[2], greedy[1], greedy[0]],
     ];
-    let forked = engine
-        .continuation_logprobs(&prompt, &continuations)
+    let branches = engine
+        .branch_logprobs(&prompt, &mut |_| continuations.clone())
         .unwrap();
+    assert_eq!(branches.continuations, continuations);
+    // Position k: the distribution after the continuation's first k tokens.
+    let forked: Vec<Vec<&Vec<f32>>> = branches
+        .after
+        .iter()
+        .map(|a| std::iter::once(&branches.first).chain(a).collect())
+        .collect();
     let req = ForwardRequest {
         scores: true,
         ..Default::default()
@@ -58,7 +65,7 @@ fn forked_continuations_match_teacher_forcing() {
 #[test]
 fn continuations_of_unequal_length_are_refused() {
     let err = engine()
-        .continuation_logprobs(&[1, 2, 3], &[vec![4], vec![5, 6]])
+        .branch_logprobs(&[1, 2, 3], &mut |_| vec![vec![4], vec![5, 6]])
         .unwrap_err()
         .to_string();
     assert!(err.contains("same length"), "{err}");
