@@ -1,5 +1,8 @@
 //! Core maths on plain `f32` vectors, accumulated in `f64`: the few operations every persona
-//! pipeline needs (means of per-sample vectors, differences, projections, cosines).
+//! pipeline needs (means of per-sample vectors, differences, projections, cosines), and the
+//! statistics its evaluations report.
+
+pub mod stats;
 
 /// Element-wise mean of equally long vectors (each weighted equally), or `None` if there are
 /// none or their lengths differ.
