@@ -3,10 +3,14 @@
 //! question, answer), so a rerun after a crash or with more samples only judges what is new.
 
 mod cache;
+mod http;
 mod lexicon;
 mod rubric;
 
 pub use cache::JudgementCache;
+pub use http::{
+    ChatMessage, OpenAiClient, OpenAiConfig, OpenAiScorer, DEFAULT_BASE_URL, TOP_LOGPROBS,
+};
 pub use lexicon::{LexiconJudge, Polarity};
 pub use rubric::{
     coherence_prompt, expected_number, numbers_from_top_logprobs, CombinedJudge, NumberScorer,
