@@ -46,7 +46,8 @@ enum Command {
     Score(commands::score::Args),
     /// Write the model as a Hugging Face folder (config.json, tokenizer.json, safetensors).
     Convert(commands::convert::Args),
-    /// The built-in trait specs: list them, or show one (or a spec file) in full.
+    /// Trait specs: list the built-ins, show one (or a spec file) in full, or have a model
+    /// write a new one (`traits new`).
     Traits(commands::traits::Args),
     /// Persona vectors at every layer from contrastive conversations you already have.
     Extract(commands::extract::Args),

@@ -4,11 +4,15 @@
 //! make the assistant express or avoid the trait, extraction questions, different evaluation
 //! questions, and a judge rubric with `{question}` and `{answer}` slots. The Persona Vectors
 //! code's JSON files (`instruction` = list of `{pos, neg}`, `questions`, `eval_prompt`) are read
-//! unchanged.
+//! unchanged. [`generate`] has a language model write a new spec from a description.
+
+pub mod generate;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+pub use generate::{generate_spec, GenerateError, GeneratedSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {

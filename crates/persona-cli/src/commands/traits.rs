@@ -1,3 +1,9 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use persona_judges::{ChatMessage, OpenAiClient, OpenAiConfig};
 use serde_json::json;
 
 use crate::output::emit;
@@ -15,6 +21,40 @@ enum Action {
     List,
     /// One trait spec in full: a built-in name, a .toml spec or a Persona Vectors .json file.
     Show { name: String },
+    /// Have a language model behind an OpenAI-compatible server write a new spec (instruction
+    /// pairs, extraction and evaluation questions, judge rubric) from a description.
+    New(NewArgs),
+}
+
+#[derive(clap::Args)]
+struct NewArgs {
+    /// The trait's name (letters, digits, `-`, `_`): the spec's `name` and default file name.
+    name: String,
+    /// What the trait looks like in an assistant's replies, in a sentence or two.
+    #[arg(long)]
+    description: String,
+    /// Where to write the spec (default: traits/NAME.toml).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The model that writes the spec (default: PERSONA_JUDGE_MODEL).
+    #[arg(long)]
+    judge_model: Option<String>,
+    /// The OpenAI-compatible API root (default: PERSONA_JUDGE_BASE_URL, OPENAI_BASE_URL, or
+    /// https://api.openai.com/v1); the key comes from PERSONA_JUDGE_API_KEY or OPENAI_API_KEY.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Replies to ask for before giving up (each retry says what was wrong).
+    #[arg(long, default_value_t = 3)]
+    attempts: usize,
+    /// Longest reply, in tokens (a spec is about 2500).
+    #[arg(long, default_value_t = 6000)]
+    max_tokens: u32,
+    /// Sampling temperature of the writing model.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f64,
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
@@ -54,5 +94,105 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 println!("\njudge rubric:\n{}", t.judge_rubric.trim());
             })
         }
+        Action::New(a) => new_spec(g, a),
+    }
+}
+
+fn new_spec(g: &Global, a: NewArgs) -> anyhow::Result<()> {
+    persona_traits::generate::check_name(&a.name)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("traits").join(format!("{}.toml", a.name)));
+    if out.exists() && !a.force {
+        bail!(
+            "{} exists: pass --force to replace it, or --out another path",
+            out.display()
+        );
+    }
+    let mut config = OpenAiConfig::from_env(a.judge_model.as_deref())?;
+    if let Some(url) = &a.base_url {
+        config.base_url = url.trim_end_matches('/').to_string();
+    }
+    // A whole spec is a long reply: give slow local servers time to write it.
+    config.timeout = config.timeout.max(Duration::from_secs(900));
+    let client = OpenAiClient::new(config)?;
+    let (model, base) = (
+        client.config().model.clone(),
+        client.config().base_url.clone(),
+    );
+    let mut attempt = 0;
+    let mut chat = |prompt: &str| -> Result<String, String> {
+        attempt += 1;
+        eprintln!(
+            "asking {model} at {base} for a spec of `{}` (attempt {attempt} of {})…",
+            a.name, a.attempts
+        );
+        client
+            .chat(&[ChatMessage::user(prompt)], a.max_tokens, a.temperature)
+            .map_err(|e| e.to_string())
+    };
+    let generated = persona_traits::generate_spec(&a.name, &a.description, a.attempts, &mut chat)?;
+    write_atomically(&out, generated.toml.as_bytes())?;
+    emit(
+        g.format,
+        &json!({"path": out, "name": generated.spec.name, "attempts": generated.attempts}),
+        || {
+            println!(
+                "wrote {} ({} attempt{}). Review it, then: persona extract {}",
+                out.display(),
+                generated.attempts,
+                if generated.attempts == 1 { "" } else { "s" },
+                out.display()
+            )
+        },
+    )
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so that an
+/// interrupted run never leaves half a spec.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("--out {} has no file name", path.display()))?;
+    let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_atomically;
+
+    #[test]
+    fn atomic_write_creates_folders_replaces_and_leaves_no_part_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("traits/gloomy.toml");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["gloomy.toml".to_string()]);
+        let e = write_atomically(&dir.path().join("traits/gloomy.toml/x"), b"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gloomy.toml"), "{e}");
     }
 }
