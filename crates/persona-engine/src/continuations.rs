@@ -70,7 +70,14 @@ impl Engine {
         };
         let ids = Tensor::from_vec(prompt.to_vec(), (1, p), dev)?;
         let first = model
-            .forward(&ids, &layout, &plan, Some(&mut caches), None, LogitsWanted::Last)?
+            .forward(
+                &ids,
+                &layout,
+                &plan,
+                Some(&mut caches),
+                None,
+                LogitsWanted::Last,
+            )?
             .expect("logits were asked for");
         let first = log_softmax(&first.to_vec2::<f32>()?[0]);
         let continuations = choose(&first);
@@ -108,7 +115,14 @@ impl Engine {
                 let step_ids: Vec<u32> = continuations.iter().map(|k| k[step]).collect();
                 let ids = Tensor::from_vec(step_ids, (n, 1), dev)?;
                 let logits = model
-                    .forward(&ids, &layout, &plan, Some(&mut forked), None, LogitsWanted::Last)?
+                    .forward(
+                        &ids,
+                        &layout,
+                        &plan,
+                        Some(&mut forked),
+                        None,
+                        LogitsWanted::Last,
+                    )?
                     .expect("logits were asked for")
                     .to_vec2::<f32>()?;
                 for (row, dist) in after.iter_mut().zip(&logits) {

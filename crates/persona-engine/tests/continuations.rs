@@ -50,7 +50,9 @@ fn check(mode: WeightMode, tolerance: f32) {
         let mass: f64 = dists[c.len()].iter().map(|&l| (l as f64).exp()).sum();
         assert!((mass - 1.0).abs() < 1e-3, "probabilities sum to {mass}");
     }
-    eprintln!("{mode:?}: forked continuations vs teacher-forced, max relative |Δ logprob| {worst:.2e}");
+    eprintln!(
+        "{mode:?}: forked continuations vs teacher-forced, max relative |Δ logprob| {worst:.2e}"
+    );
     assert!(worst < tolerance, "max |Δ logprob| {worst}");
 }
 

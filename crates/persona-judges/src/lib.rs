@@ -5,6 +5,7 @@
 mod cache;
 mod http;
 mod lexicon;
+mod local;
 mod rubric;
 
 pub use cache::JudgementCache;
@@ -12,9 +13,10 @@ pub use http::{
     ChatMessage, OpenAiClient, OpenAiConfig, OpenAiScorer, DEFAULT_BASE_URL, TOP_LOGPROBS,
 };
 pub use lexicon::{LexiconJudge, Polarity};
+pub use local::LocalScorer;
 pub use rubric::{
     coherence_prompt, expected_number, numbers_from_top_logprobs, CombinedJudge, NumberScorer,
-    RubricJudge, COHERENCE_RUBRIC, COHERENCE_RUBRIC_ID, MIN_NUMBER_MASS,
+    RubricJudge, Rubrics, COHERENCE_RUBRIC, COHERENCE_RUBRIC_ID, MIN_NUMBER_MASS,
 };
 
 use persona_traits::TraitSpec;

@@ -127,7 +127,12 @@ fn number_probabilities(
                 p *= (dist_after(&ids[..k])?[ids[k] as usize] as f64).exp();
             }
             let stop = match dist_after(ids) {
-                Some(d) => 1.0 - digit_like.iter().map(|&t| (d[t as usize] as f64).exp()).sum::<f64>(),
+                Some(d) => {
+                    1.0 - digit_like
+                        .iter()
+                        .map(|&t| (d[t as usize] as f64).exp())
+                        .sum::<f64>()
+                }
                 None => 1.0,
             };
             Some((*n, p * stop.max(0.0)))
@@ -156,7 +161,12 @@ mod tests {
     /// A toy vocabulary: ids 0–9 are the digits, 10 is "end".
     fn digits() -> Vec<(u32, Vec<u32>)> {
         (0..=100u32)
-            .map(|n| (n, n.to_string().bytes().map(|b| (b - b'0') as u32).collect()))
+            .map(|n| {
+                (
+                    n,
+                    n.to_string().bytes().map(|b| (b - b'0') as u32).collect(),
+                )
+            })
             .collect()
     }
 
@@ -178,11 +188,19 @@ mod tests {
         assert_eq!(conts, vec![vec![1, 0, 0], vec![5, 0, 0], vec![8, 0, 0]]);
         let after = vec![
             // after "1": "0" 0.5, end 0.5; after "10": "0" 1.0; after "100": end.
-            vec![dist(&[(0, 0.5), (10, 0.5)]), dist(&[(0, 1.0)]), dist(&[(10, 1.0)])],
+            vec![
+                dist(&[(0, 0.5), (10, 0.5)]),
+                dist(&[(0, 1.0)]),
+                dist(&[(10, 1.0)]),
+            ],
             // after "5": end 1.0.
             vec![dist(&[(10, 1.0)]), dist(&[(10, 1.0)]), dist(&[(10, 1.0)])],
             // after "8": "5" 0.5, "0" 0.5; after "80": end.
-            vec![dist(&[(5, 0.5), (0, 0.5)]), dist(&[(10, 1.0)]), dist(&[(10, 1.0)])],
+            vec![
+                dist(&[(5, 0.5), (0, 0.5)]),
+                dist(&[(10, 1.0)]),
+                dist(&[(10, 1.0)]),
+            ],
         ];
         let probs: BTreeMap<u32, f64> = number_probabilities(&numbers, &first, &conts, &after)
             .into_iter()

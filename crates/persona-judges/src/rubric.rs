@@ -34,7 +34,8 @@ pub const COHERENCE_RUBRIC_ID: &str = "persona-coherence-v1";
 /// `(k, p)`; `None` when their total probability is below [`MIN_NUMBER_MASS`].
 pub fn expected_number(candidates: &[(u32, f64)]) -> Option<f64> {
     let mass: f64 = candidates.iter().map(|&(_, p)| p).sum();
-    if !(mass >= MIN_NUMBER_MASS) {
+    // NaN mass (no candidates scored) is no score too.
+    if mass.is_nan() || mass < MIN_NUMBER_MASS {
         return None;
     }
     Some(candidates.iter().map(|&(k, p)| k as f64 * p).sum::<f64>() / mass)
@@ -70,16 +71,34 @@ pub trait NumberScorer {
     fn score_prompts(&self, prompts: &[String]) -> Result<Vec<Option<f64>>, JudgeError>;
 }
 
-/// A judge that asks a [`NumberScorer`] the trait's rubric and (optionally) the coherence
-/// rubric for every answer.
+/// Which rubrics a [`RubricJudge`] asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rubrics {
+    Trait,
+    Coherence,
+    TraitAndCoherence,
+}
+
+impl Rubrics {
+    fn trait_(self) -> bool {
+        self != Rubrics::Coherence
+    }
+
+    fn coherence(self) -> bool {
+        self != Rubrics::Trait
+    }
+}
+
+/// A judge that asks a [`NumberScorer`] the trait's rubric and/or the coherence rubric for
+/// every answer.
 pub struct RubricJudge<S> {
     scorer: S,
-    coherence: bool,
+    rubrics: Rubrics,
 }
 
 impl<S: NumberScorer> RubricJudge<S> {
-    pub fn new(scorer: S, coherence: bool) -> Self {
-        RubricJudge { scorer, coherence }
+    pub fn new(scorer: S, rubrics: Rubrics) -> Self {
+        RubricJudge { scorer, rubrics }
     }
 
     pub fn scorer(&self) -> &S {
@@ -96,10 +115,10 @@ pub fn coherence_prompt(question: &str, answer: &str) -> String {
 
 impl<S: NumberScorer> Judge for RubricJudge<S> {
     fn id(&self) -> String {
-        if self.coherence {
-            format!("{}+{COHERENCE_RUBRIC_ID}", self.scorer.id())
-        } else {
-            self.scorer.id()
+        match self.rubrics {
+            Rubrics::Trait => self.scorer.id(),
+            Rubrics::Coherence => format!("{}:{COHERENCE_RUBRIC_ID}", self.scorer.id()),
+            Rubrics::TraitAndCoherence => format!("{}+{COHERENCE_RUBRIC_ID}", self.scorer.id()),
         }
     }
 
@@ -108,11 +127,11 @@ impl<S: NumberScorer> Judge for RubricJudge<S> {
         spec: &TraitSpec,
         items: &[(String, String)],
     ) -> Result<Vec<Judgement>, JudgeError> {
-        let mut prompts: Vec<String> = items
-            .iter()
-            .map(|(q, a)| spec.judge_prompt(q, a))
-            .collect();
-        if self.coherence {
+        let mut prompts: Vec<String> = Vec::new();
+        if self.rubrics.trait_() {
+            prompts.extend(items.iter().map(|(q, a)| spec.judge_prompt(q, a)));
+        }
+        if self.rubrics.coherence() {
             prompts.extend(items.iter().map(|(q, a)| coherence_prompt(q, a)));
         }
         let scores = self.scorer.score_prompts(&prompts)?;
@@ -125,10 +144,15 @@ impl<S: NumberScorer> Judge for RubricJudge<S> {
             )));
         }
         let n = items.len();
+        let (traits, coherence) = if self.rubrics.trait_() {
+            scores.split_at(n)
+        } else {
+            scores.split_at(0)
+        };
         Ok((0..n)
             .map(|i| Judgement {
-                trait_score: scores[i],
-                coherence: if self.coherence { scores[n + i] } else { None },
+                trait_score: traits.get(i).copied().flatten(),
+                coherence: coherence.get(i).copied().flatten(),
             })
             .collect())
     }
@@ -223,7 +247,7 @@ mod tests {
     #[test]
     fn rubric_judge_pairs_trait_and_coherence_scores() {
         let spec = persona_traits::builtin("optimistic").unwrap();
-        let j = RubricJudge::new(Fixed(vec![Some(10.0), None]), true);
+        let j = RubricJudge::new(Fixed(vec![Some(10.0), None]), Rubrics::TraitAndCoherence);
         let items = vec![
             ("q1".to_string(), "a1".to_string()),
             ("q2".to_string(), "a2".to_string()),
@@ -233,5 +257,9 @@ mod tests {
         assert_eq!(out[1].trait_score, None);
         assert_eq!(out[0].coherence, Some(90.0));
         assert!(j.id().ends_with(COHERENCE_RUBRIC_ID));
+        let c = RubricJudge::new(Fixed(vec![]), Rubrics::Coherence);
+        let out = c.judge(&spec, &items).unwrap();
+        assert_eq!(out[1].trait_score, None);
+        assert_eq!(out[1].coherence, Some(90.0));
     }
 }
