@@ -142,3 +142,56 @@ fn candle_core_tensor(v: &[f32], engine: &Engine) -> anyhow::Result<persona_engi
         engine.device(),
     )?)
 }
+
+/// A trait, its run folder and its vector: the inputs of `steer` and `monitor`.
+#[derive(clap::Args, Clone)]
+pub struct TraitRun {
+    /// A built-in trait, a .toml spec or a Persona Vectors .json file.
+    pub r#trait: String,
+    /// The run folder (default runs/<trait>, where `persona extract TRAIT` writes).
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// The vector file (default: the run folder's <trait>_response_avg.safetensors).
+    #[arg(long)]
+    pub vector: Option<PathBuf>,
+}
+
+impl TraitRun {
+    pub fn dir(&self, spec: &persona_traits::TraitSpec) -> PathBuf {
+        self.run
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name))
+    }
+
+    pub fn vectors(
+        &self,
+        spec: &persona_traits::TraitSpec,
+    ) -> anyhow::Result<(PathBuf, persona_io::LayerVectors)> {
+        let path = match &self.vector {
+            Some(p) => p.clone(),
+            None => {
+                let p = self
+                    .dir(spec)
+                    .join(format!("{}_response_avg.safetensors", spec.name));
+                if !p.exists() {
+                    bail!(
+                        "no vector at {}: run `persona extract {}` first, or give --vector FILE",
+                        p.display(),
+                        spec.name
+                    );
+                }
+                p
+            }
+        };
+        let v = persona_io::LayerVectors::load(&path)?;
+        Ok((path, v))
+    }
+}
+
+/// Notes the command line and the model in the run folder, for `persona report`.
+pub fn record(engine: &Engine, run_dir: &Path) -> anyhow::Result<()> {
+    let command: Vec<String> = std::env::args().collect();
+    let model = format!("{} sha256:{}", engine.config().name, engine.model_sha256()?);
+    persona_pipelines::report::record_provenance(run_dir, &command.join(" "), &model)?;
+    Ok(())
+}

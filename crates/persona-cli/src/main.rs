@@ -2,6 +2,7 @@
 
 mod commands;
 mod input;
+mod judge;
 mod output;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,13 @@ enum Command {
     Traits(commands::traits::Args),
     /// Persona vectors at every layer from contrastive conversations you already have.
     Extract(commands::extract::Args),
+    /// Steer with a trait's vector: judged trait score and coherence against α, per layer.
+    Steer(commands::steer::Args),
+    /// Does the projection on a trait's vector predict the trait? Prompts from anti- to
+    /// pro-trait, projection vs judged score, Pearson r with a bootstrap interval.
+    Monitor(commands::monitor::Args),
+    /// One self-contained HTML page of a run folder's results.
+    Report(commands::report::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
     Export(commands::export::Args),
     /// Read vectors from llama.cpp / repeng GGUF control vectors or the Persona Vectors and
@@ -101,6 +109,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Convert(a) => commands::convert::run(&g, a),
         Command::Traits(a) => commands::traits::run(&g, a),
         Command::Extract(a) => commands::extract::run(&g, a),
+        Command::Steer(a) => commands::steer::run(&g, a),
+        Command::Monitor(a) => commands::monitor::run(&g, a),
+        Command::Report(a) => commands::report::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
         Command::Import(a) => commands::import::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),

@@ -49,3 +49,12 @@ pub fn show_fetch_progress(bar: &indicatif::ProgressBar, p: &persona_models::Pro
         Progress::Done { .. } => bar.set_message("done"),
     }
 }
+
+/// A `(stage, done, total)` callback that shows the stage and its progress on `bar`.
+pub fn stage_progress(bar: &indicatif::ProgressBar) -> impl FnMut(&str, usize, usize) + '_ {
+    move |stage, done, total| {
+        bar.set_message(stage.to_string());
+        bar.set_length(total as u64);
+        bar.set_position(done.min(total) as u64);
+    }
+}

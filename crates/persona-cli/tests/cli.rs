@@ -395,4 +395,71 @@ fn extract_a_trait_end_to_end() {
         &["gpt-9", "lexicon"],
     );
     fails_with(&["extract"], &["--pos"]);
+
+    // Steer, monitor and report the run (the fields scripts rely on).
+    let (spec, run) = (spec.to_str().unwrap(), run.to_str().unwrap());
+    let s = json(&[
+        "steer",
+        spec,
+        "--run",
+        run,
+        "--layers",
+        "10",
+        "--alphas=-2,2",
+        "--max-tokens",
+        "8",
+        "--format",
+        "json",
+    ]);
+    let rows = s["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for (row, alpha) in rows.iter().zip([-2.0, 0.0, 2.0]) {
+        assert_eq!(row["layer"], 10);
+        assert_eq!(row["alpha"].as_f64(), Some(alpha));
+        assert!(row["trait"].is_f64() && row["n"] == 1);
+        assert!(row.get("coherence").is_some());
+    }
+    assert!(s.get("recommended").is_some());
+    let m = json(&[
+        "monitor",
+        spec,
+        "--run",
+        run,
+        "--layer",
+        "10",
+        "--max-shots",
+        "1",
+        "--max-tokens",
+        "8",
+        "--resamples",
+        "100",
+        "--format",
+        "json",
+    ]);
+    // 8 system-prompt levels, 0 and 1 shots, over the spec's one evaluation question.
+    assert_eq!(m["rows"].as_array().unwrap().len(), 10);
+    assert!(m.get("pearson_r").is_some() && m.get("ci95").is_some());
+    let r = json(&["report", run, "--format", "json"]);
+    assert_eq!(
+        r["sections"],
+        serde_json::json!(["extract", "steer", "monitor"])
+    );
+    let html = std::fs::read_to_string(r["report_file"].as_str().unwrap()).unwrap();
+    assert!(
+        html.contains("sha256:") && html.contains("steer"),
+        "the report names the model and commands"
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let empty = empty.to_str().unwrap();
+    fails_with(
+        &["steer", "optimistic", "--run", empty],
+        &["persona extract optimistic", "--vector"],
+    );
+    fails_with(&["report", empty], &["no results"]);
+    fails_with(
+        &["steer", "optimistic", "--vector", spec, "--run", empty],
+        &[spec],
+    );
 }

@@ -258,36 +258,18 @@ pub fn extract_trait(
         &run_dir.join("rollouts.jsonl"),
         &mut |d, t| progress("rollouts", d, t),
     )?;
-    let mut cache = persona_judges::JudgementCache::open(&run_dir.join("judgements.jsonl"))?;
+    let items: Vec<(String, String)> = rollouts
+        .iter()
+        .map(|r| (r.question.clone(), r.answer.clone()))
+        .collect();
+    let judged = crate::judging::judge_cached(
+        judge,
+        spec,
+        &items,
+        &run_dir.join("judgements.jsonl"),
+        &mut |d, t| progress("judge", d, t),
+    )?;
     let judge_id = judge.id();
-    let keys: Vec<String> = rollouts
-        .iter()
-        .map(|r| {
-            persona_judges::JudgementCache::key(
-                &judge_id,
-                &spec.judge_rubric,
-                &r.question,
-                &r.answer,
-            )
-        })
-        .collect();
-    let missing: Vec<usize> = (0..rollouts.len())
-        .filter(|&i| cache.get(&keys[i]).is_none())
-        .collect();
-    for (n, chunk) in missing.chunks(64).enumerate() {
-        let items: Vec<(String, String)> = chunk
-            .iter()
-            .map(|&i| (rollouts[i].question.clone(), rollouts[i].answer.clone()))
-            .collect();
-        for (&i, j) in chunk.iter().zip(judge.judge(spec, &items)?) {
-            cache.insert(keys[i].clone(), j)?;
-        }
-        progress("judge", (n + 1) * 64, missing.len());
-    }
-    let judged: Vec<persona_judges::Judgement> = keys
-        .iter()
-        .map(|k| cache.get(k).expect("every rollout was judged"))
-        .collect();
     let coherence_scored = judged.iter().any(|j| j.coherence.is_some());
     let keep = |r: &crate::rollouts::Rollout, j: &persona_judges::Judgement| -> bool {
         let Some(f) = opts.filter else { return true };

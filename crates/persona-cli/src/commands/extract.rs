@@ -26,9 +26,8 @@ pub struct Args {
     /// rerunning the same command resumes).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Judge: lexicon (VADER sentiment, positive = trait) or lexicon-negative.
-    #[arg(long, default_value = "lexicon")]
-    judge: String,
+    #[command(flatten)]
+    judge: crate::judge::JudgeArgs,
     /// Samples per question and instruction pair on each side.
     #[arg(long, default_value_t = 10)]
     samples: usize,
@@ -108,18 +107,13 @@ fn print_vectors(name: &str, r: &persona_pipelines::extract::ExtractResult) {
 
 fn from_trait(g: &Global, a: &Args, name: &str) -> anyhow::Result<()> {
     let spec = persona_traits::resolve(name)?;
-    let judge = match a.judge.as_str() {
-        "lexicon" => persona_judges::LexiconJudge::new(persona_judges::Polarity::Positive),
-        "lexicon-negative" => persona_judges::LexiconJudge::new(persona_judges::Polarity::Negative),
-        other => {
-            bail!("unknown --judge `{other}`: available judges are lexicon and lexicon-negative")
-        }
-    };
+    let judge = a.judge.build(g)?;
     let engine = load_engine(g)?;
     let run_dir = a
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name));
+    crate::input::record(&engine, &run_dir)?;
     let opts = persona_pipelines::extract::TraitExtractOptions {
         rollouts: persona_pipelines::rollouts::RolloutOptions {
             samples: a.samples,
@@ -139,14 +133,10 @@ fn from_trait(g: &Global, a: &Args, name: &str) -> anyhow::Result<()> {
     let r = persona_pipelines::extract::extract_trait(
         &engine,
         &spec,
-        &judge,
+        judge.as_ref(),
         &opts,
         &run_dir,
-        &mut |stage, done, total| {
-            bar.set_message(stage.to_string());
-            bar.set_length(total as u64);
-            bar.set_position(done.min(total) as u64);
-        },
+        &mut crate::output::stage_progress(&bar),
     )?;
     bar.finish_and_clear();
     emit(g.format, &r, || {

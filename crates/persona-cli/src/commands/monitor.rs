@@ -1,0 +1,134 @@
+use anyhow::Context;
+
+use crate::input::{load_engine, TraitRun};
+use crate::judge::JudgeArgs;
+use crate::output::emit;
+use crate::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    run: TraitRun,
+    /// Layer to read the projection at (default: the layer `persona steer` recommended, else
+    /// the middle layer).
+    #[arg(long)]
+    layer: Option<usize>,
+    /// How many evaluation questions (0: all 20).
+    #[arg(long, default_value_t = 10)]
+    questions: usize,
+    /// Few-shot conditions with 0..=K trait-expressing examples in context (0: none).
+    #[arg(long, default_value_t = 4)]
+    max_shots: usize,
+    #[arg(long, default_value_t = 64)]
+    max_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Bootstrap resamples for the interval of r.
+    #[arg(long, default_value_t = 2000)]
+    resamples: usize,
+    #[command(flatten)]
+    judge: JudgeArgs,
+}
+
+/// The layer `persona steer` recommended in this run folder, if any.
+fn recommended_layer(run_dir: &std::path::Path) -> Option<usize> {
+    let text = std::fs::read_to_string(run_dir.join("steer").join("steer.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["recommended"]["layer"].as_u64().map(|l| l as usize)
+}
+
+pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    let spec = persona_traits::resolve(&a.run.r#trait)?;
+    let (vector_file, vectors) = a.run.vectors(&spec)?;
+    let engine = load_engine(g)?;
+    let run_dir = a.run.dir(&spec);
+    let layer = a
+        .layer
+        .or_else(|| recommended_layer(&run_dir))
+        .unwrap_or(engine.config().n_layers / 2);
+    let judge = a.judge.build(g)?;
+    crate::input::record(&engine, &run_dir)?;
+    let opts = persona_pipelines::monitor::MonitorOptions {
+        layer,
+        questions: a.questions,
+        max_shots: a.max_shots,
+        answers: persona_pipelines::answers::AnswerOptions {
+            max_tokens: a.max_tokens,
+            temperature: a.temperature,
+            seed: a.seed,
+            batch_size: a.batch_size,
+        },
+        resamples: a.resamples,
+    };
+    let bar = crate::output::bar(1, "generate");
+    let r = persona_pipelines::monitor::monitor(
+        &engine,
+        &spec,
+        persona_pipelines::VectorSource {
+            vectors: &vectors,
+            file: &vector_file,
+        },
+        judge.as_ref(),
+        &opts,
+        &run_dir.join("monitor"),
+        &mut crate::output::stage_progress(&bar),
+    )
+    .with_context(|| format!("monitoring with {}", vector_file.display()))?;
+    bar.finish_and_clear();
+    emit(g.format, &r, || {
+        let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.3}"));
+        let ci = |c: Option<(f64, f64)>| {
+            c.map_or("–".into(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"))
+        };
+        println!(
+            "{} at layer {} (judge {}): last-prompt-token projection vs judged trait",
+            spec.name, r.layer, r.judge
+        );
+        println!(
+            "{:<60} {:>9} {:>9} {:>6} {:>3}",
+            "condition", "prompt·v̂", "answer·v̂", "trait", "n"
+        );
+        for row in &r.rows {
+            let mut c = row.condition.clone();
+            if c.chars().count() > 58 {
+                c = c.chars().take(57).collect::<String>() + "…";
+            }
+            println!(
+                "{:<60} {:>9.2} {:>9} {:>6} {:>3}",
+                c,
+                row.last_prompt_projection,
+                row.response_projection
+                    .map_or("–".into(), |v| format!("{v:.2}")),
+                row.trait_score.map_or("–".into(), |v| format!("{v:.1}")),
+                row.n
+            );
+        }
+        println!(
+            "Pearson r = {} {} over {} answers",
+            f(r.pearson_r),
+            ci(r.ci95),
+            r.n
+        );
+        println!(
+            "  system prompts only: r = {} {}",
+            f(r.system_prompts.pearson_r),
+            ci(r.system_prompts.ci95)
+        );
+        println!(
+            "  few-shot only:       r = {} {}",
+            f(r.few_shot.pearson_r),
+            ci(r.few_shot.ci95)
+        );
+        println!(
+            "  answer mean projection: r = {} {}",
+            f(r.response_projection.pearson_r),
+            ci(r.response_projection.ci95)
+        );
+        println!("plot: {}", r.plot_file.display());
+    })
+}

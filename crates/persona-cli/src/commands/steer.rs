@@ -1,0 +1,140 @@
+use anyhow::Context;
+
+use crate::input::{load_engine, TraitRun};
+use crate::judge::JudgeArgs;
+use crate::output::emit;
+use crate::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    run: TraitRun,
+    /// Layers to steer at, comma-separated (default: a third, half and two thirds of the depth).
+    #[arg(long, value_delimiter = ',')]
+    layers: Vec<usize>,
+    /// Multiples of the vector to add; 0 (unsteered) is always included.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        default_value = "-8,-4,4,8,12"
+    )]
+    alphas: Vec<f32>,
+    /// Answers per question and setting.
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// How many evaluation questions (0: all 20).
+    #[arg(long, default_value_t = 0)]
+    questions: usize,
+    #[arg(long, default_value_t = 96)]
+    max_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// The recommendation only considers settings with at least this mean coherence.
+    #[arg(long, default_value_t = 80.0)]
+    coherence_min: f64,
+    #[command(flatten)]
+    judge: JudgeArgs,
+}
+
+pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    let spec = persona_traits::resolve(&a.run.r#trait)?;
+    let (vector_file, vectors) = a.run.vectors(&spec)?;
+    let engine = load_engine(g)?;
+    let n = engine.config().n_layers;
+    let layers = if a.layers.is_empty() {
+        vec![n / 3, n / 2, 2 * n / 3]
+    } else {
+        a.layers.clone()
+    };
+    let judge = a.judge.build(g)?;
+    let run_dir = a.run.dir(&spec);
+    crate::input::record(&engine, &run_dir)?;
+    let opts = persona_pipelines::steer::SteerOptions {
+        layers,
+        alphas: a.alphas.clone(),
+        samples: a.samples,
+        questions: a.questions,
+        answers: persona_pipelines::answers::AnswerOptions {
+            max_tokens: a.max_tokens,
+            temperature: a.temperature,
+            seed: a.seed,
+            batch_size: a.batch_size,
+        },
+        coherence_min: a.coherence_min,
+    };
+    let bar = crate::output::bar(1, "generate");
+    let r = persona_pipelines::steer::steer_sweep(
+        &engine,
+        &spec,
+        persona_pipelines::VectorSource {
+            vectors: &vectors,
+            file: &vector_file,
+        },
+        judge.as_ref(),
+        &opts,
+        &run_dir.join("steer"),
+        &mut crate::output::stage_progress(&bar),
+    )
+    .with_context(|| format!("steering with {}", vector_file.display()))?;
+    bar.finish_and_clear();
+    emit(g.format, &r, || {
+        println!(
+            "{} steered along {} (judge {}{})",
+            spec.name,
+            vector_file.display(),
+            r.judge,
+            if r.coherence_scored {
+                ""
+            } else {
+                "; coherence not scored: give --coherence-judge"
+            }
+        );
+        println!(
+            "{:>5} {:>7} {:>7} {:>17} {:>9} {:>4}",
+            "layer", "alpha", "trait", "95% interval", "coherence", "n"
+        );
+        for row in &r.rows {
+            let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
+            let ci = row
+                .trait_ci95
+                .map_or("–".into(), |(lo, hi)| format!("[{lo:.1}, {hi:.1}]"));
+            println!(
+                "{:>5} {:>7} {:>7} {:>17} {:>9} {:>4}",
+                row.layer,
+                row.alpha,
+                f(row.trait_score),
+                ci,
+                f(row.coherence),
+                row.n
+            );
+        }
+        for t in &r.trends {
+            println!(
+                "layer {}: Spearman ρ(α, trait) = {}",
+                t.layer,
+                t.spearman_rho.map_or("–".into(), |v| format!("{v:.3}"))
+            );
+        }
+        match &r.recommended {
+            Some(rec) => println!(
+                "recommended: layer {} α {} (trait {:.1}, {:+.1} over unsteered)",
+                rec.layer, rec.alpha, rec.trait_score, rec.trait_change
+            ),
+            None => println!(
+                "no setting raised the trait at coherence ≥ {}",
+                r.coherence_min
+            ),
+        }
+        println!(
+            "plot: {}  table: {}",
+            r.plot_file.display(),
+            r.table_file.display()
+        );
+    })
+}

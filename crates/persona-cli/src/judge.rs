@@ -1,0 +1,100 @@
+//! `--judge` and `--coherence-judge`: which backend scores answers.
+
+use anyhow::{bail, Context};
+use persona_judges::{
+    CombinedJudge, Judge, LexiconJudge, LocalScorer, OpenAiConfig, OpenAiScorer, Polarity,
+    RubricJudge, Rubrics,
+};
+
+use crate::Global;
+
+/// The judge flags shared by the commands that judge answers.
+#[derive(clap::Args, Clone)]
+pub struct JudgeArgs {
+    /// Trait judge: `lexicon` (VADER sentiment: positive = trait, e.g. optimistic),
+    /// `lexicon-negative`, `local` (the model under study answers the rubric),
+    /// `local:MODEL` (another local model, e.g. `local:qwen2.5-1.5b`, or a .gguf path), or
+    /// `openai:MODEL` (an OpenAI-compatible server: PERSONA_JUDGE_BASE_URL or OPENAI_BASE_URL,
+    /// key in PERSONA_JUDGE_API_KEY or OPENAI_API_KEY).
+    #[arg(long, default_value = "lexicon")]
+    pub judge: String,
+    /// Coherence judge, when the trait judge does not score coherence (lexicon): `local`,
+    /// `local:MODEL`, `openai:MODEL`, or `none`. Default: the trait judge itself when it reads
+    /// rubrics, else none.
+    #[arg(long)]
+    pub coherence_judge: Option<String>,
+}
+
+type BoxedJudge = Box<dyn Judge + Send + Sync>;
+
+/// A rubric judge (local model or HTTP) from `local…` / `openai:…`.
+fn rubric_judge(g: &Global, spec: &str, rubrics: Rubrics) -> anyhow::Result<Option<BoxedJudge>> {
+    if spec == "local" || spec.starts_with("local:") {
+        let name = spec.strip_prefix("local:");
+        let cache = persona_models::ModelCache::from_env()?;
+        let path = persona_models::resolve(&cache, name.or(g.model.as_deref()))?;
+        let engine = persona_engine::Engine::load(&path, &Default::default())
+            .with_context(|| format!("loading the judge model {}", path.display()))?;
+        let label = name.map_or_else(
+            || {
+                path.file_name()
+                    .map_or("model".into(), |n| n.to_string_lossy().to_string())
+            },
+            str::to_string,
+        );
+        let scorer = LocalScorer::new(engine, &label)?;
+        return Ok(Some(Box::new(RubricJudge::new(scorer, rubrics))));
+    }
+    if let Some(model) = spec.strip_prefix("openai:") {
+        let config = OpenAiConfig::from_env((!model.is_empty()).then_some(model))?;
+        let scorer = OpenAiScorer::new(config)?;
+        return Ok(Some(Box::new(RubricJudge::new(scorer, rubrics))));
+    }
+    Ok(None)
+}
+
+impl JudgeArgs {
+    pub fn build(&self, g: &Global) -> anyhow::Result<BoxedJudge> {
+        let unknown = |s: &str| {
+            anyhow::anyhow!(
+                "unknown judge `{s}`: use lexicon, lexicon-negative, local, local:MODEL or openai:MODEL"
+            )
+        };
+        let lexicon = match self.judge.as_str() {
+            "lexicon" => Some(Polarity::Positive),
+            "lexicon-negative" => Some(Polarity::Negative),
+            _ => None,
+        };
+        let coherence = self.coherence_judge.as_deref();
+        let Some(polarity) = lexicon else {
+            // A rubric judge scores coherence itself unless told otherwise.
+            return match coherence {
+                None => rubric_judge(g, &self.judge, Rubrics::TraitAndCoherence)?
+                    .ok_or_else(|| unknown(&self.judge)),
+                Some("none") => rubric_judge(g, &self.judge, Rubrics::Trait)?
+                    .ok_or_else(|| unknown(&self.judge)),
+                Some(c) => Ok(Box::new(CombinedJudge {
+                    trait_judge: rubric_judge(g, &self.judge, Rubrics::Trait)?
+                        .ok_or_else(|| unknown(&self.judge))?,
+                    coherence_judge: rubric_judge(g, c, Rubrics::Coherence)?
+                        .ok_or_else(|| unknown(c))?,
+                })),
+            };
+        };
+        let lexicon: BoxedJudge = Box::new(LexiconJudge::new(polarity));
+        match coherence {
+            None | Some("none") => Ok(lexicon),
+            Some(c) => {
+                let coherence_judge =
+                    rubric_judge(g, c, Rubrics::Coherence)?.ok_or_else(|| unknown(c))?;
+                if c.starts_with("lexicon") {
+                    bail!("a lexicon judge does not score coherence: use local, local:MODEL or openai:MODEL for --coherence-judge");
+                }
+                Ok(Box::new(CombinedJudge {
+                    trait_judge: lexicon,
+                    coherence_judge,
+                }))
+            }
+        }
+    }
+}
