@@ -195,3 +195,30 @@ pub fn record(engine: &Engine, run_dir: &Path) -> anyhow::Result<()> {
     persona_pipelines::report::record_provenance(run_dir, &command.join(" "), &model)?;
     Ok(())
 }
+
+/// How `steer` and `monitor` generate their answers.
+#[derive(clap::Args, Clone)]
+pub struct AnswerArgs {
+    /// Tokens per answer.
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sequences generated together.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+}
+
+impl AnswerArgs {
+    pub fn options(&self) -> persona_pipelines::answers::AnswerOptions {
+        persona_pipelines::answers::AnswerOptions {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            seed: self.seed,
+            batch_size: self.batch_size,
+        }
+    }
+}

@@ -11,39 +11,9 @@ use std::path::{Path, PathBuf};
 
 use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, Message, Span, TokenSequence};
 use persona_io::LayerVectors;
-use serde::Serialize;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ExtractError {
-    #[error(transparent)]
-    Engine(#[from] persona_engine::EngineError),
-    #[error(transparent)]
-    Io(#[from] persona_io::IoError),
-    #[error("{side} conversation {index}: {message}")]
-    Conversation {
-        side: &'static str,
-        index: usize,
-        message: String,
-    },
-    #[error(transparent)]
-    Rollout(#[from] crate::rollouts::RolloutError),
-    #[error(transparent)]
-    Judge(#[from] persona_judges::JudgeError),
-    #[error("only {pos} positive and {neg} negative rollouts passed the filter (at least {min} of each are needed): the judge found too little contrast. Use --no-filter, more --samples, or a judge that fits this trait")]
-    TooFewSurvivors { pos: usize, neg: usize, min: usize },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot create the output folder {path}: {source}")]
-    OutDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+use crate::PipelineError;
+use serde::Serialize;
 
 /// The readings a vector can be taken from.
 pub const METHODS: [&str; 3] = ["response_avg", "prompt_avg", "prompt_last"];
@@ -86,12 +56,12 @@ fn side_means(
     convs: &[Vec<Message>],
     side: &'static str,
     progress: &mut dyn FnMut(usize),
-) -> Result<[Vec<Vec<f32>>; 3], ExtractError> {
+) -> Result<[Vec<Vec<f32>>; 3], PipelineError> {
     let seqs = convs
         .iter()
         .enumerate()
         .map(|(index, c)| {
-            as_sequence(engine, c).map_err(|message| ExtractError::Conversation {
+            as_sequence(engine, c).map_err(|message| PipelineError::Conversation {
                 side,
                 index,
                 message,
@@ -135,11 +105,8 @@ pub fn extract_from_conversations(
     name: &str,
     out_dir: &Path,
     progress: &mut dyn FnMut(usize),
-) -> Result<ExtractResult, ExtractError> {
-    std::fs::create_dir_all(out_dir).map_err(|e| ExtractError::OutDir {
-        path: out_dir.to_path_buf(),
-        source: e,
-    })?;
+) -> Result<ExtractResult, PipelineError> {
+    crate::create_dir(out_dir)?;
     let p = side_means(engine, pos, "pos", progress)?;
     let n = side_means(engine, neg, "neg", progress)?;
     let model = format!("{} sha256:{}", engine.config().name, engine.model_sha256()?);
@@ -245,12 +212,9 @@ pub fn extract_trait(
     opts: &TraitExtractOptions,
     run_dir: &Path,
     progress: &mut dyn FnMut(&str, usize, usize),
-) -> Result<TraitExtractResult, ExtractError> {
+) -> Result<TraitExtractResult, PipelineError> {
     use crate::rollouts::{run_rollouts, Side};
-    std::fs::create_dir_all(run_dir).map_err(|e| ExtractError::OutDir {
-        path: run_dir.to_path_buf(),
-        source: e,
-    })?;
+    crate::create_dir(run_dir)?;
     let rollouts = run_rollouts(
         engine,
         spec,
@@ -285,19 +249,17 @@ pub fn extract_trait(
         .zip(&judged)
         .map(|(r, j)| keep(r, j))
         .collect();
-    let table_path = run_dir.join("judged.jsonl");
-    let mut table = String::new();
-    for ((r, j), &k) in rollouts.iter().zip(&judged).zip(&kept) {
-        let row = Judged {
+    let table = rollouts
+        .iter()
+        .zip(&judged)
+        .zip(&kept)
+        .map(|((r, j), &k)| Judged {
             rollout: r,
             trait_score: j.trait_score,
             coherence: j.coherence,
             kept: k,
-        };
-        table.push_str(&serde_json::to_string(&row).expect("rows serialize"));
-        table.push('\n');
-    }
-    write_atomic(&table_path, table.as_bytes())?;
+        });
+    crate::write_jsonl(&run_dir.join("judged.jsonl"), table)?;
     let side_convs = |side: Side| -> Vec<Vec<Message>> {
         rollouts
             .iter()
@@ -308,7 +270,7 @@ pub fn extract_trait(
     };
     let (pos, neg) = (side_convs(Side::Pos), side_convs(Side::Neg));
     if pos.len() < opts.min_kept || neg.len() < opts.min_kept {
-        return Err(ExtractError::TooFewSurvivors {
+        return Err(PipelineError::TooFewSurvivors {
             pos: pos.len(),
             neg: neg.len(),
             min: opts.min_kept,
@@ -338,16 +300,6 @@ pub fn extract_trait(
         run_dir: run_dir.to_path_buf(),
     };
     let summary = serde_json::to_string_pretty(&result).expect("results serialize");
-    write_atomic(&run_dir.join("run.json"), summary.as_bytes())?;
+    crate::write_file(&run_dir.join("run.json"), summary.as_bytes())?;
     Ok(result)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExtractError> {
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| ExtractError::Write {
-            path: path.to_path_buf(),
-            source: e,
-        })
 }

@@ -45,3 +45,23 @@ pub fn judge_cached(
         .map(|k| cache.get(k).expect("every answer was judged"))
         .collect())
 }
+
+/// Judges generated answers against the question each request ended with.
+pub fn judge_answers(
+    judge: &dyn Judge,
+    spec: &TraitSpec,
+    requests: &[crate::answers::AnswerRequest],
+    answers: &[crate::answers::Answer],
+    cache_path: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Judgement>, JudgeError> {
+    let items: Vec<(String, String)> = requests
+        .iter()
+        .zip(answers)
+        .map(|(r, a)| {
+            let question = r.messages.last().map_or("", |m| m.content.as_str());
+            (question.to_string(), a.text.clone())
+        })
+        .collect();
+    judge_cached(judge, spec, &items, cache_path, progress)
+}

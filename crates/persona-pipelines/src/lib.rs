@@ -11,7 +11,7 @@ pub mod steer;
 
 use std::path::{Path, PathBuf};
 
-/// Errors of the evaluation pipelines (steer, monitor, report).
+/// Errors of the pipelines.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -42,6 +42,14 @@ pub enum PipelineError {
     },
     #[error("{0}")]
     Input(String),
+    #[error("{side} conversation {index}: {message}")]
+    Conversation {
+        side: &'static str,
+        index: usize,
+        message: String,
+    },
+    #[error("only {pos} positive and {neg} negative rollouts passed the filter (at least {min} of each are needed): the judge found too little contrast. Use --no-filter, more --samples, or a judge that fits this trait")]
+    TooFewSurvivors { pos: usize, neg: usize, min: usize },
 }
 
 /// A trait's vectors and the file they came from (named in errors and results).
@@ -56,6 +64,19 @@ pub(crate) fn create_dir(path: &Path) -> Result<(), PipelineError> {
         path: path.to_path_buf(),
         source: e,
     })
+}
+
+/// Writes one JSON line per row, atomically.
+pub(crate) fn write_jsonl<T: serde::Serialize>(
+    path: &Path,
+    rows: impl IntoIterator<Item = T>,
+) -> Result<(), PipelineError> {
+    let mut text = String::new();
+    for row in rows {
+        text.push_str(&serde_json::to_string(&row).expect("result rows serialize"));
+        text.push('\n');
+    }
+    write_file(path, text.as_bytes())
 }
 
 /// Writes a result file atomically (a crash leaves the old file or the new one).

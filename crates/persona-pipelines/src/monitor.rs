@@ -234,15 +234,11 @@ pub fn monitor(
         &cache,
         &mut |d, t| progress("generate", d, t),
     )?;
-    let items: Vec<(String, String)> = slots
-        .iter()
-        .zip(&answers)
-        .map(|((_, _, qi), a)| (questions[*qi].clone(), a.text.clone()))
-        .collect();
-    let judged = crate::judging::judge_cached(
+    let judged = crate::judging::judge_answers(
         judge,
         spec,
-        &items,
+        &requests,
+        &answers,
         &out_dir.join("judgements.jsonl"),
         &mut |d, t| progress("judge", d, t),
     )?;
@@ -303,12 +299,7 @@ pub fn monitor(
     let response_projection = correlation(&all, |p| p.response_projection, opts.resamples);
 
     let points_file = out_dir.join("monitor_points.jsonl");
-    let mut lines = String::new();
-    for p in &points {
-        lines.push_str(&serde_json::to_string(p).expect("points serialize"));
-        lines.push('\n');
-    }
-    crate::write_file(&points_file, lines.as_bytes())?;
+    crate::write_jsonl(&points_file, &points)?;
     let plot_file = out_dir.join("monitor.svg");
     crate::write_file(&plot_file, scatter(spec, &points, opts.layer).as_bytes())?;
     let result = MonitorResult {

@@ -1,25 +1,15 @@
 //! Trait rollouts: every extraction question × instruction pair × sample, answered under the
-//! positive and the negative system prompt, sampled at temperature 1 in batches, appended to a
-//! JSONL cache as they finish, and resumed from it after a crash.
+//! positive and the negative system prompt, sampled at temperature 1 in batches. They are
+//! answers like any other (`answers::answer_all`): cached in `rollouts.jsonl` as they finish,
+//! each slot with its own seed, so a resumed run samples what an uninterrupted one would.
 
-use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use persona_engine::{Engine, GenerateRequest, Message, SamplingParams};
+use persona_engine::{Engine, Message};
 use persona_traits::TraitSpec;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RolloutError {
-    #[error(transparent)]
-    Engine(#[from] persona_engine::EngineError),
-    #[error(transparent)]
-    Log(#[from] persona_io::IoError),
-    #[error("rollout cache {path}: {message}")]
-    Cache { path: PathBuf, message: String },
-}
+use crate::answers::{answer_all, AnswerError, AnswerOptions, AnswerRequest};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,10 +31,6 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    fn slot(&self) -> (Side, usize, usize, usize) {
-        (self.side, self.pair, self.question_index, self.sample)
-    }
-
     /// The conversation the vector is read from.
     pub fn messages(&self) -> Vec<Message> {
         vec![
@@ -64,18 +50,18 @@ pub struct RolloutOptions {
     pub batch_size: usize,
 }
 
-/// A seed per rollout slot, so resumed runs sample exactly what an uninterrupted run would.
-fn slot_seed(seed: u64, slot: (Side, usize, usize, usize)) -> u64 {
-    let mut h = sha2::Sha256::new();
-    h.update(seed.to_le_bytes());
-    h.update([slot.0 as u8]);
-    for x in [slot.1, slot.2, slot.3] {
-        h.update((x as u64).to_le_bytes());
+impl RolloutOptions {
+    fn answers(&self) -> AnswerOptions {
+        AnswerOptions {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            seed: self.seed,
+            batch_size: self.batch_size,
+        }
     }
-    u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
 }
 
-/// Generates every rollout missing from `cache_path` and returns them all (cached first).
+/// Generates every rollout missing from `cache_path` and returns them all, in slot order.
 /// `progress` receives (done, total) after each batch.
 pub fn run_rollouts(
     engine: &Engine,
@@ -83,10 +69,8 @@ pub fn run_rollouts(
     opts: &RolloutOptions,
     cache_path: &Path,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Rollout>, RolloutError> {
-    let mut done: Vec<Rollout> = persona_io::read_log(cache_path)?;
-    let have: HashSet<_> = done.iter().map(Rollout::slot).collect();
-    let mut todo = Vec::new();
+) -> Result<Vec<Rollout>, AnswerError> {
+    let mut slots = Vec::new();
     for side in [Side::Pos, Side::Neg] {
         for pair in 0..spec.instructions.len() {
             for (qi, q) in spec.extraction_questions.iter().enumerate() {
@@ -95,7 +79,7 @@ pub fn run_rollouts(
                         Side::Pos => spec.positive_system_prompt(pair),
                         Side::Neg => spec.negative_system_prompt(pair),
                     };
-                    let r = Rollout {
+                    slots.push(Rollout {
                         side,
                         pair,
                         question_index: qi,
@@ -103,66 +87,40 @@ pub fn run_rollouts(
                         system,
                         question: q.clone(),
                         answer: String::new(),
-                    };
-                    if !have.contains(&r.slot()) {
-                        todo.push(r);
-                    }
+                    });
                 }
             }
         }
     }
-    let total = done.len() + todo.len();
-    progress(done.len(), total);
-    let batch = opts.batch_size.max(1);
-    for chunk in todo.chunks(batch) {
-        let prompts = chunk
-            .iter()
-            .map(|r| {
-                engine.chat_prompt_ids(&[
-                    Message::new("system", r.system.clone()),
-                    Message::new("user", r.question.clone()),
-                ])
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let req = GenerateRequest {
-            prompts,
-            sampling: SamplingParams {
-                temperature: opts.temperature,
-                top_p: 1.0,
-                seed: opts.seed,
-                max_tokens: opts.max_tokens,
-                stop_ids: Vec::new(),
-                ignore_stop: false,
-            },
-            seeds: chunk
-                .iter()
-                .map(|r| slot_seed(opts.seed, r.slot()))
-                .collect(),
-            batch_size: batch,
-            ..Default::default()
-        };
-        let gens = engine.generate(&req, &mut |_| {})?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(cache_path)
-            .map_err(|e| RolloutError::Cache {
-                path: cache_path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        for (r, g) in chunk.iter().zip(gens) {
-            let r = Rollout {
-                answer: g.text,
-                ..r.clone()
-            };
-            let line = serde_json::to_string(&r).expect("rollouts serialize");
-            writeln!(file, "{line}").map_err(|e| RolloutError::Cache {
-                path: cache_path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-            done.push(r);
-        }
-        progress(done.len(), total);
-    }
-    Ok(done)
+    let requests: Vec<AnswerRequest> = slots
+        .iter()
+        .map(|r| AnswerRequest {
+            key: format!(
+                "{:?}|pair{}|q{}|s{}",
+                r.side, r.pair, r.question_index, r.sample
+            ),
+            messages: vec![
+                Message::new("system", r.system.clone()),
+                Message::new("user", r.question.clone()),
+            ],
+            steer: None,
+        })
+        .collect();
+    let answers = answer_all(
+        engine,
+        &requests,
+        &opts.answers(),
+        None,
+        None,
+        cache_path,
+        progress,
+    )?;
+    Ok(slots
+        .into_iter()
+        .zip(answers)
+        .map(|(r, a)| Rollout {
+            answer: a.text,
+            ..r
+        })
+        .collect())
 }

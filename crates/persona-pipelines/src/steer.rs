@@ -173,23 +173,21 @@ pub fn steer_sweep(
         &out_dir.join("answers_cache.jsonl"),
         &mut |d, t| progress("generate", d, t),
     )?;
-    let items: Vec<(String, String)> = slots
-        .iter()
-        .zip(&answers)
-        .map(|((_, qi, _), a)| (questions[*qi].clone(), a.text.clone()))
-        .collect();
-    let judged = crate::judging::judge_cached(
+    let judged = crate::judging::judge_answers(
         judge,
         spec,
-        &items,
+        &requests,
+        &answers,
         &out_dir.join("judgements.jsonl"),
         &mut |d, t| progress("judge", d, t),
     )?;
     let coherence_scored = judged.iter().any(|j| j.coherence.is_some());
 
-    let mut table = String::new();
-    for (((s, qi, sample), a), j) in slots.iter().zip(&answers).zip(&judged) {
-        let row = ScoredAnswer {
+    let table = slots
+        .iter()
+        .zip(&answers)
+        .zip(&judged)
+        .map(|(((s, qi, sample), a), j)| ScoredAnswer {
             layer: s.map(|s| s.layer),
             alpha: s.map_or(0.0, |s| s.alpha),
             question_index: *qi,
@@ -198,12 +196,9 @@ pub fn steer_sweep(
             answer: &a.text,
             trait_score: j.trait_score,
             coherence: j.coherence,
-        };
-        table.push_str(&serde_json::to_string(&row).expect("rows serialize"));
-        table.push('\n');
-    }
+        });
     let answers_file = out_dir.join("steer_answers.jsonl");
-    crate::write_file(&answers_file, table.as_bytes())?;
+    crate::write_jsonl(&answers_file, table)?;
 
     let summarize = |layer: usize, alpha: f32| -> SteerRow {
         let picked: Vec<&persona_judges::Judgement> = slots

@@ -19,15 +19,8 @@ pub struct Args {
     /// Few-shot conditions with 0..=K trait-expressing examples in context (0: none).
     #[arg(long, default_value_t = 4)]
     max_shots: usize,
-    #[arg(long, default_value_t = 64)]
-    max_tokens: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    #[command(flatten)]
+    answers: crate::input::AnswerArgs,
     /// Bootstrap resamples for the interval of r.
     #[arg(long, default_value_t = 2000)]
     resamples: usize,
@@ -57,12 +50,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         layer,
         questions: a.questions,
         max_shots: a.max_shots,
-        answers: persona_pipelines::answers::AnswerOptions {
-            max_tokens: a.max_tokens,
-            temperature: a.temperature,
-            seed: a.seed,
-            batch_size: a.batch_size,
-        },
+        answers: a.answers.options(),
         resamples: a.resamples,
     };
     let bar = crate::output::bar(1, "generate");

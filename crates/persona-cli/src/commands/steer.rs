@@ -26,15 +26,8 @@ pub struct Args {
     /// How many evaluation questions (0: all 20).
     #[arg(long, default_value_t = 0)]
     questions: usize,
-    #[arg(long, default_value_t = 96)]
-    max_tokens: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    #[command(flatten)]
+    answers: crate::input::AnswerArgs,
     /// The recommendation only considers settings with at least this mean coherence.
     #[arg(long, default_value_t = 80.0)]
     coherence_min: f64,
@@ -60,12 +53,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         alphas: a.alphas.clone(),
         samples: a.samples,
         questions: a.questions,
-        answers: persona_pipelines::answers::AnswerOptions {
-            max_tokens: a.max_tokens,
-            temperature: a.temperature,
-            seed: a.seed,
-            batch_size: a.batch_size,
-        },
+        answers: a.answers.options(),
         coherence_min: a.coherence_min,
     };
     let bar = crate::output::bar(1, "generate");
