@@ -15,8 +15,9 @@ pub struct JudgeArgs {
     /// `lexicon-negative`, `local` (the model under study answers the rubric),
     /// `local:MODEL` (another local model, e.g. `local:qwen2.5-1.5b`, or a .gguf path), or
     /// `openai:MODEL` (an OpenAI-compatible server: PERSONA_JUDGE_BASE_URL or OPENAI_BASE_URL,
-    /// key in PERSONA_JUDGE_API_KEY or OPENAI_API_KEY).
-    #[arg(long, default_value = "lexicon")]
+    /// key in PERSONA_JUDGE_API_KEY or OPENAI_API_KEY). Default `auto`: the lexicon for traits
+    /// whose spec names one (optimistic), else `local:qwen2.5-1.5b`.
+    #[arg(long, default_value = "auto")]
     pub judge: String,
     /// Coherence judge, when the trait judge does not score coherence (lexicon): `local`,
     /// `local:MODEL`, `openai:MODEL`, or `none`. Default: the trait judge itself when it reads
@@ -54,13 +55,23 @@ fn rubric_judge(g: &Global, spec: &str, rubrics: Rubrics) -> anyhow::Result<Opti
 }
 
 impl JudgeArgs {
-    pub fn build(&self, g: &Global) -> anyhow::Result<BoxedJudge> {
+    pub fn build(
+        &self,
+        g: &Global,
+        spec: &persona_traits::TraitSpec,
+    ) -> anyhow::Result<BoxedJudge> {
         let unknown = |s: &str| {
             anyhow::anyhow!(
-                "unknown judge `{s}`: use lexicon, lexicon-negative, local, local:MODEL or openai:MODEL"
+                "unknown judge `{s}`: use auto, lexicon, lexicon-negative, local, local:MODEL or openai:MODEL"
             )
         };
-        let lexicon = match self.judge.as_str() {
+        let judge = match (self.judge.as_str(), spec.lexicon) {
+            ("auto", Some(persona_traits::Lexicon::Positive)) => "lexicon",
+            ("auto", Some(persona_traits::Lexicon::Negative)) => "lexicon-negative",
+            ("auto", None) => "local:qwen2.5-1.5b",
+            (other, _) => other,
+        };
+        let lexicon = match judge {
             "lexicon" => Some(Polarity::Positive),
             "lexicon-negative" => Some(Polarity::Negative),
             _ => None,
@@ -69,13 +80,14 @@ impl JudgeArgs {
         let Some(polarity) = lexicon else {
             // A rubric judge scores coherence itself unless told otherwise.
             return match coherence {
-                None => rubric_judge(g, &self.judge, Rubrics::TraitAndCoherence)?
-                    .ok_or_else(|| unknown(&self.judge)),
-                Some("none") => rubric_judge(g, &self.judge, Rubrics::Trait)?
-                    .ok_or_else(|| unknown(&self.judge)),
+                None => rubric_judge(g, judge, Rubrics::TraitAndCoherence)?
+                    .ok_or_else(|| unknown(judge)),
+                Some("none") => {
+                    rubric_judge(g, judge, Rubrics::Trait)?.ok_or_else(|| unknown(judge))
+                }
                 Some(c) => Ok(Box::new(CombinedJudge {
-                    trait_judge: rubric_judge(g, &self.judge, Rubrics::Trait)?
-                        .ok_or_else(|| unknown(&self.judge))?,
+                    trait_judge: rubric_judge(g, judge, Rubrics::Trait)?
+                        .ok_or_else(|| unknown(judge))?,
                     coherence_judge: rubric_judge(g, c, Rubrics::Coherence)?
                         .ok_or_else(|| unknown(c))?,
                 })),

@@ -379,6 +379,8 @@ fn extract_a_trait_end_to_end() {
         "--no-filter",
         "--min-kept",
         "1",
+        "--judge",
+        "lexicon",
         "--out",
         run.to_str().unwrap(),
         "--format",
@@ -408,6 +410,8 @@ fn extract_a_trait_end_to_end() {
         "--alphas=-2,2",
         "--max-tokens",
         "8",
+        "--judge",
+        "lexicon",
         "--format",
         "json",
     ]);
@@ -433,6 +437,8 @@ fn extract_a_trait_end_to_end() {
         "8",
         "--resamples",
         "100",
+        "--judge",
+        "lexicon",
         "--format",
         "json",
     ]);

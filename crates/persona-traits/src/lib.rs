@@ -38,6 +38,14 @@ pub struct InstructionPair {
     pub neg: String,
 }
 
+/// Which end of a sentiment lexicon measures the trait, for traits a lexicon can judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lexicon {
+    Positive,
+    Negative,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraitSpec {
     pub name: String,
@@ -46,6 +54,10 @@ pub struct TraitSpec {
     pub extraction_questions: Vec<String>,
     pub evaluation_questions: Vec<String>,
     pub judge_rubric: String,
+    /// Set when sentiment measures the trait (optimism: positive): the default judge is then
+    /// the lexicon judge, which needs no model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lexicon: Option<Lexicon>,
 }
 
 /// The Persona Vectors code's trait JSON.
@@ -139,6 +151,7 @@ impl TraitSpec {
             ),
         })?;
         let spec = TraitSpec {
+            lexicon: None,
             name: name.to_string(),
             description: format!("{name} (from {origin})"),
             instructions: p.instruction,
@@ -242,6 +255,9 @@ mod tests {
             }
             assert_eq!(s.judge_rubric.matches("{question}").count(), 1, "{name}");
             assert_eq!(s.judge_rubric.matches("{answer}").count(), 1, "{name}");
+            // Only optimism is measured by sentiment; the others need a model judge.
+            let want = (name == "optimistic").then_some(Lexicon::Positive);
+            assert_eq!(s.lexicon, want, "{name}");
         }
         assert!(builtin("nonexistent").is_none());
     }

@@ -107,7 +107,7 @@ fn print_vectors(name: &str, r: &persona_pipelines::extract::ExtractResult) {
 
 fn from_trait(g: &Global, a: &Args, name: &str) -> anyhow::Result<()> {
     let spec = persona_traits::resolve(name)?;
-    let judge = a.judge.build(g)?;
+    let judge = a.judge.build(g, &spec)?;
     let engine = load_engine(g)?;
     let run_dir = a
         .out

@@ -44,7 +44,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         .layer
         .or_else(|| recommended_layer(&run_dir))
         .unwrap_or(engine.config().n_layers / 2);
-    let judge = a.judge.build(g)?;
+    let judge = a.judge.build(g, &spec)?;
     crate::input::record(&engine, &run_dir)?;
     let opts = persona_pipelines::monitor::MonitorOptions {
         layer,

@@ -45,7 +45,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     } else {
         a.layers.clone()
     };
-    let judge = a.judge.build(g)?;
+    let judge = a.judge.build(g, &spec)?;
     let run_dir = a.run.dir(&spec);
     crate::input::record(&engine, &run_dir)?;
     let opts = persona_pipelines::steer::SteerOptions {
