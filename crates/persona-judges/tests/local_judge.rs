@@ -9,7 +9,11 @@ fn qwen() -> Engine {
     let path = persona_models::resolve(&cache, Some("qwen2.5-1.5b")).unwrap_or_else(|e| {
         panic!("{e}\nrun `persona setup --model qwen2.5-1.5b` (scripts/test.sh does) first")
     });
-    Engine::load(&path, &LoadOptions::default()).expect("the judge model loads")
+    let opts = LoadOptions {
+        weights: persona_engine::WeightMode::Dual,
+        ..Default::default()
+    };
+    Engine::load(&path, &opts).expect("the judge model loads")
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub struct MonitorResult {
     pub system_prompts: Correlation,
     pub few_shot: Correlation,
     pub response_projection: Correlation,
+    /// Over the conditions' means (one point per system-prompt level or shot count).
+    pub condition_means: Correlation,
     pub layer: usize,
     pub judge: String,
     pub vector_file: PathBuf,
@@ -297,6 +299,15 @@ pub fn monitor(
         opts.resamples,
     );
     let response_projection = correlation(&all, |p| p.response_projection, opts.resamples);
+    let (mx, my): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .filter_map(|r| Some((r.last_prompt_projection, r.trait_score?)))
+        .unzip();
+    let condition_means = Correlation {
+        pearson_r: pearson(&mx, &my),
+        ci95: pearson_bootstrap_ci95(&mx, &my, opts.resamples, 0x5eed),
+        n: mx.len(),
+    };
 
     let points_file = out_dir.join("monitor_points.jsonl");
     crate::write_jsonl(&points_file, &points)?;
@@ -310,6 +321,7 @@ pub fn monitor(
         system_prompts,
         few_shot,
         response_projection,
+        condition_means,
         layer: opts.layer,
         judge: judge.id(),
         vector_file: vector_file.to_path_buf(),
@@ -335,8 +347,8 @@ fn scatter(spec: &TraitSpec, points: &[MonitorPoint], layer: usize) -> String {
     )
     .with_fit_line(true);
     for (kind, label) in [
-        ("system_prompt", "system prompts (8 levels)"),
-        ("few_shot", "few-shot examples in context"),
+        ("system_prompt", "system prompts"),
+        ("few_shot", "few-shot"),
     ] {
         let xy: Vec<(f64, f64)> = points
             .iter()

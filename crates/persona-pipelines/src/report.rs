@@ -234,6 +234,14 @@ pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
                 ),
             ),
             (
+                "… over the conditions' means",
+                format!(
+                    "{} {}",
+                    num(&mon["condition_means"]["pearson_r"], 3),
+                    interval(&mon["condition_means"]["ci95"])
+                ),
+            ),
+            (
                 "answer's mean projection vs trait",
                 format!(
                     "{} {}",

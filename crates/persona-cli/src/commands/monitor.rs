@@ -117,6 +117,12 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             f(r.response_projection.pearson_r),
             ci(r.response_projection.ci95)
         );
+        println!(
+            "  condition means ({}): r = {} {}",
+            r.condition_means.n,
+            f(r.condition_means.pearson_r),
+            ci(r.condition_means.ci95)
+        );
         println!("plot: {}", r.plot_file.display());
     })
 }
