@@ -1,8 +1,14 @@
 //! Core maths on plain `f32` vectors, accumulated in `f64`: the few operations every persona
-//! pipeline needs (means of per-sample vectors, differences, projections, cosines), and the
-//! statistics its evaluations report.
+//! pipeline needs (means of per-sample vectors, differences, projections, cosines), the maths
+//! of persona space ([`pca`]: PCA of role vectors; [`axis`]: the Assistant axis, activation
+//! caps and the percentiles that set them), and the statistics its evaluations report.
 
+pub mod axis;
+pub mod pca;
 pub mod stats;
+
+pub use axis::{assistant_axis, cap_ceiling, cap_floor, percentile, percentiles};
+pub use pca::{Pca, PcaError, PcaMethod};
 
 /// Element-wise mean of equally long vectors (each weighted equally), or `None` if there are
 /// none or their lengths differ.
