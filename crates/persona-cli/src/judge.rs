@@ -28,36 +28,41 @@ pub struct JudgeArgs {
 
 type BoxedJudge = Box<dyn Judge + Send + Sync>;
 
-/// A rubric judge (local model or HTTP) from `local…` / `openai:…`.
+/// A local judge model (`name`, or the model under study) and its label for caches.
+fn local_judge_engine(
+    g: &Global,
+    name: Option<&str>,
+) -> anyhow::Result<(persona_engine::Engine, String)> {
+    let cache = persona_models::ModelCache::from_env()?;
+    let path = persona_models::resolve(&cache, name.or(g.model.as_deref()))?;
+    // Judging is prompt processing: dense bf16 products read long prompts several times
+    // faster than the quantized ones (4.5x on Qwen2.5-1.5B here), worth the memory.
+    let opts = persona_engine::LoadOptions {
+        weights: persona_engine::WeightMode::Dual,
+        ..Default::default()
+    };
+    let engine = persona_engine::Engine::load(&path, &opts)
+        .with_context(|| format!("loading the judge model {}", path.display()))?;
+    let label = name.map_or_else(
+        || {
+            path.file_name()
+                .map_or("model".into(), |n| n.to_string_lossy().to_string())
+        },
+        str::to_string,
+    );
+    Ok((engine, label))
+}
+
+/// A rubric judge (local model or HTTP) from `local…` / `openai:…`; `None` for other specs.
 fn rubric_judge(g: &Global, spec: &str, rubrics: Rubrics) -> anyhow::Result<Option<BoxedJudge>> {
-    if spec == "local" || spec.starts_with("local:") {
-        let name = spec.strip_prefix("local:");
-        let cache = persona_models::ModelCache::from_env()?;
-        let path = persona_models::resolve(&cache, name.or(g.model.as_deref()))?;
-        // Judging is prompt processing: dense bf16 products read long prompts several times
-        // faster than the quantized ones (4.5x on Qwen2.5-1.5B here), worth the memory.
-        let opts = persona_engine::LoadOptions {
-            weights: persona_engine::WeightMode::Dual,
-            ..Default::default()
-        };
-        let engine = persona_engine::Engine::load(&path, &opts)
-            .with_context(|| format!("loading the judge model {}", path.display()))?;
-        let label = name.map_or_else(
-            || {
-                path.file_name()
-                    .map_or("model".into(), |n| n.to_string_lossy().to_string())
-            },
-            str::to_string,
-        );
-        let scorer = LocalScorer::new(engine, &label)?;
-        return Ok(Some(Box::new(RubricJudge::new(scorer, rubrics))));
+    let model_judge = spec == "local" || spec.starts_with("local:") || spec.starts_with("openai:");
+    if !model_judge {
+        return Ok(None);
     }
-    if let Some(model) = spec.strip_prefix("openai:") {
-        let config = OpenAiConfig::from_env((!model.is_empty()).then_some(model))?;
-        let scorer = OpenAiScorer::new(config)?;
-        return Ok(Some(Box::new(RubricJudge::new(scorer, rubrics))));
-    }
-    Ok(None)
+    Ok(Some(Box::new(RubricJudge::new(
+        number_scorer(g, spec)?,
+        rubrics,
+    ))))
 }
 
 impl JudgeArgs {
@@ -115,4 +120,21 @@ impl JudgeArgs {
             }
         }
     }
+}
+
+/// A number scorer (for rubrics other than a trait's, e.g. role adherence 0–3) from
+/// `local`, `local:MODEL` or `openai:MODEL`.
+pub fn number_scorer(
+    g: &Global,
+    spec: &str,
+) -> anyhow::Result<Box<dyn persona_judges::NumberScorer + Send + Sync>> {
+    if spec == "local" || spec.starts_with("local:") {
+        let (engine, label) = local_judge_engine(g, spec.strip_prefix("local:"))?;
+        return Ok(Box::new(LocalScorer::new(engine, &label)?));
+    }
+    if let Some(model) = spec.strip_prefix("openai:") {
+        let config = OpenAiConfig::from_env((!model.is_empty()).then_some(model))?;
+        return Ok(Box::new(OpenAiScorer::new(config)?));
+    }
+    bail!("unknown judge `{spec}`: use local, local:MODEL or openai:MODEL")
 }

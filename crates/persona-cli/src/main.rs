@@ -59,6 +59,8 @@ enum Command {
     Monitor(commands::monitor::Args),
     /// One self-contained HTML page of a run folder's results.
     Report(commands::report::Args),
+    /// Persona space and the Assistant axis: `persona axis build`.
+    Axis(commands::axis::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
     Export(commands::export::Args),
     /// Read vectors from llama.cpp / repeng GGUF control vectors or the Persona Vectors and
@@ -112,6 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Steer(a) => commands::steer::run(&g, a),
         Command::Monitor(a) => commands::monitor::run(&g, a),
         Command::Report(a) => commands::report::run(&g, a),
+        Command::Axis(a) => commands::axis::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
         Command::Import(a) => commands::import::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),

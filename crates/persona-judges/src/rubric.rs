@@ -89,6 +89,16 @@ impl Rubrics {
     }
 }
 
+impl<T: NumberScorer + ?Sized> NumberScorer for Box<T> {
+    fn id(&self) -> String {
+        (**self).id()
+    }
+
+    fn score_prompts(&self, prompts: &[String]) -> Result<Vec<Option<f64>>, JudgeError> {
+        (**self).score_prompts(prompts)
+    }
+}
+
 /// A judge that asks a [`NumberScorer`] the trait's rubric and/or the coherence rubric for
 /// every answer.
 pub struct RubricJudge<S> {

@@ -2,6 +2,7 @@
 //! vectors) into result files through `Engine::forward_batch` / `Engine::generate`.
 
 pub mod answers;
+pub mod axis;
 pub mod extract;
 pub mod judging;
 pub mod monitor;

@@ -85,7 +85,8 @@ fn interval(v: &Value) -> String {
 }
 
 /// Writes `run_dir/report.html` from the results found there (`run.json` of an extraction,
-/// `steer/steer.json`, `monitor/monitor.json`, and `provenance.jsonl`).
+/// `steer/steer.json`, `monitor/monitor.json`, `axis.json` of an axis build, and
+/// `provenance.jsonl`).
 pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
     if !run_dir.is_dir() {
         return Err(PipelineError::Input(format!(
@@ -278,10 +279,78 @@ pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
             page.figure(&svg, "Each point is one answer.");
         }
     }
+    if let Some(axis) = read_json(&run_dir.join("axis.json"))? {
+        sections.push("axis".to_string());
+        page.heading(2, "Persona space and the Assistant axis");
+        page.key_values(&[
+            (
+                "rollouts (kept)",
+                format!("{} ({})", text(&axis["rollouts"]), text(&axis["kept"])),
+            ),
+            (
+                "role-adherence judge",
+                match &axis["judge"] {
+                    Value::Null => "none: every rollout kept".to_string(),
+                    j => text(j),
+                },
+            ),
+            (
+                "roles",
+                axis["roles"].as_array().map_or(0, Vec::len).to_string(),
+            ),
+            ("report layer", text(&axis["report_layer"])),
+        ]);
+        let rows: Vec<Vec<String>> = axis["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let ev = &s["explained_variance_ratio"];
+                let tau = &s["tau"];
+                vec![
+                    text(&s["layer"]),
+                    num(&ev[0], 3),
+                    num(&ev[1], 3),
+                    num(&s["axis_pc1_cosine"], 3),
+                    format!(
+                        "{} / {} / {} / {}",
+                        num(&tau[0], 1),
+                        num(&tau[1], 1),
+                        num(&tau[2], 1),
+                        num(&tau[3], 1)
+                    ),
+                ]
+            })
+            .collect();
+        page.table(
+            &[
+                "layer",
+                "PC1 variance",
+                "PC2 variance",
+                "cos(axis, PC1)",
+                "τ p1 / p25 / p50 / p75",
+            ],
+            rows,
+        );
+        for (file, caption) in [
+            (
+                "axis_variance.svg",
+                "Fraction of the role vectors' variance per component.",
+            ),
+            ("axis_pc1_pc2.svg", "Roles on the first two components."),
+            (
+                "axis_roles.svg",
+                "Roles sorted by their projection on the Assistant axis.",
+            ),
+        ] {
+            if let Ok(svg) = std::fs::read_to_string(run_dir.join(file)) {
+                page.figure(&svg, caption);
+            }
+        }
+    }
     if sections.is_empty() {
         return Err(PipelineError::Input(format!(
-            "{} holds no results (run.json, steer/steer.json or monitor/monitor.json): run `persona extract`, `persona steer` or `persona monitor` with --out {} first",
-            run_dir.display(),
+            "{} holds no results (run.json, steer/steer.json, monitor/monitor.json or axis.json): run `persona extract`, `persona steer`, `persona monitor` or `persona axis build` there first",
             run_dir.display()
         )));
     }

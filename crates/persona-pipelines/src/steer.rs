@@ -218,7 +218,9 @@ pub fn steer_sweep(
             alpha,
             trait_score: t.map(|t| t.0),
             // Scores live in 0–100: so does the interval of their mean.
-            trait_ci95: t.and_then(|t| t.1).map(|(lo, hi)| (lo.max(0.0), hi.min(100.0))),
+            trait_ci95: t
+                .and_then(|t| t.1)
+                .map(|(lo, hi)| (lo.max(0.0), hi.min(100.0))),
             coherence: persona_core::stats::mean_ci95(&coh).map(|c| c.0),
             n: picked.len(),
         }

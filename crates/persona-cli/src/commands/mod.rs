@@ -1,3 +1,4 @@
+pub mod axis;
 pub mod bench;
 pub mod convert;
 pub mod export;

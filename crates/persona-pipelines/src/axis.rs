@@ -1,0 +1,504 @@
+//! Mapping persona space: every role of an inventory (and the default assistant) answers shared
+//! questions under its system prompts; a role's vector is the mean response-token state of its
+//! kept answers at every layer. PCA over the role vectors gives persona space's main
+//! directions, and the Assistant axis is the default's vector minus the mean role vector —
+//! which, if the method's claim holds, lines up with the first component.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use persona_core::pca::Pca;
+use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, Message};
+use persona_io::LayerVectors;
+use persona_roles::{Role, RoleInventory};
+use serde::Serialize;
+
+use crate::answers::{answer_all, AnswerOptions, AnswerRequest};
+use crate::PipelineError;
+
+/// The percentiles a cap threshold τ can be chosen from.
+pub const TAU_PERCENTILES: [f64; 4] = [1.0, 25.0, 50.0, 75.0];
+
+#[derive(Debug, Clone)]
+pub struct AxisOptions {
+    /// How many roles of the inventory (0: all).
+    pub roles: usize,
+    /// System prompts per role (at most 5).
+    pub prompts: usize,
+    /// How many shared questions.
+    pub questions: usize,
+    pub answers: AnswerOptions,
+    /// Keep a role's answer only when the judge scores its adherence at least this (0–3).
+    pub min_adherence: f64,
+    /// Principal components reported per layer.
+    pub components: usize,
+    /// Conversations sampled for the cap thresholds' percentiles.
+    pub tau_samples: usize,
+    /// Fills `{model_name}` in the default assistant's prompts.
+    pub model_name: String,
+}
+
+/// A judge of role adherence: a number 0–3 per rubric prompt.
+pub type AdherenceScorer<'a> = &'a dyn persona_judges::NumberScorer;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerSummary {
+    pub layer: usize,
+    /// Of the first components (of all the role vectors span).
+    pub explained_variance_ratio: Vec<f64>,
+    /// Cosine between the Assistant axis and PC1 (PC1 oriented toward the axis).
+    pub axis_pc1_cosine: f64,
+    pub axis_norm: f64,
+    /// τ candidates: percentiles p1, p25, p50, p75 of rollout projections on the unit axis.
+    pub tau: [f64; 4],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RolePoint {
+    pub name: String,
+    pub category: String,
+    /// Loadings on PC1 and PC2 at the report layer.
+    pub pc1: f64,
+    pub pc2: f64,
+    /// Projection of the role vector on the unit axis at the report layer.
+    pub axis_projection: f64,
+    pub kept: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AxisResult {
+    pub layers: Vec<LayerSummary>,
+    /// The layer the role table and plots are drawn at.
+    pub report_layer: usize,
+    pub roles: Vec<RolePoint>,
+    /// The default assistant's projection on the unit axis at the report layer.
+    pub default_projection: f64,
+    pub rollouts: usize,
+    pub kept: usize,
+    /// `None`: no judge, every rollout kept (`--no-filter`).
+    pub judge: Option<String>,
+    pub axis_file: PathBuf,
+    pub plot_files: Vec<PathBuf>,
+    pub out_dir: PathBuf,
+}
+
+/// One answered rollout: which role (index into the roles run, `None` for the default).
+struct Slot {
+    role: Option<usize>,
+    question: String,
+}
+
+/// Mean response-token `resid_post` at every layer, one per conversation.
+fn response_means(
+    engine: &Engine,
+    convs: &[Vec<Message>],
+) -> Result<Vec<Vec<Vec<f32>>>, PipelineError> {
+    let n_layers = engine.config().n_layers;
+    let seqs = convs
+        .iter()
+        .map(|c| {
+            let (last, context) = c.split_last().expect("rollouts have an answer");
+            engine.chat_with_response(context, &last.content)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let req = ForwardRequest {
+        captures: CaptureSpec::response_means(0..n_layers),
+        ..Default::default()
+    };
+    let outs = engine.forward_batch(&seqs, &req, &mut |_| {})?;
+    Ok(outs
+        .iter()
+        .map(|o| {
+            (0..n_layers)
+                .map(|l| {
+                    o.captures
+                        .get(HookSite::resid_post(l))
+                        .and_then(|c| c.means[0].clone())
+                        .unwrap_or_else(|| vec![0.0; engine.config().d_model])
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The mean over conversations at every layer.
+fn layer_means(per_conv: &[Vec<Vec<f32>>], n_layers: usize) -> Vec<Vec<f32>> {
+    (0..n_layers)
+        .map(|l| persona_core::mean(per_conv.iter().map(|c| c[l].as_slice())).unwrap_or_default())
+        .collect()
+}
+
+fn vector_file(
+    kind: &str,
+    name: &str,
+    per_layer: &[Vec<f32>],
+    model: &str,
+    n: usize,
+) -> LayerVectors {
+    let mut v = LayerVectors::default();
+    for (l, x) in per_layer.iter().enumerate() {
+        v.layers.insert(l, x.clone());
+    }
+    for (k, val) in [
+        ("persona.kind", kind.to_string()),
+        ("persona.name", name.to_string()),
+        ("persona.hook_point", "resid_post".to_string()),
+        ("persona.method", "response_avg".to_string()),
+        ("persona.model", model.to_string()),
+        ("persona.n_pos", n.to_string()),
+    ] {
+        v.metadata.insert(k.to_string(), val);
+    }
+    v
+}
+
+/// Builds the map: rollouts (cached), adherence judgements (optional, cached), role and
+/// default vectors (`roles/<name>.safetensors`), PCA and the axis per layer, τ percentiles;
+/// writes `axis.safetensors`, `axis.json` and the plots to `out_dir`.
+pub fn build_axis(
+    engine: &Engine,
+    inventory: &RoleInventory,
+    judge: Option<AdherenceScorer>,
+    opts: &AxisOptions,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<AxisResult, PipelineError> {
+    crate::create_dir(&out_dir.join("roles"))?;
+    let n_layers = engine.config().n_layers;
+    // A subset is spread evenly over the inventory, so it spans its categories.
+    let total = inventory.roles.len();
+    let roles: Vec<&Role> = match opts.roles {
+        0 => inventory.roles.iter().collect(),
+        n => (0..n.min(total))
+            .map(|i| &inventory.roles[i * total / n.min(total)])
+            .collect(),
+    };
+    if roles.len() < 3 {
+        return Err(PipelineError::Input(format!(
+            "persona space needs at least 3 roles for its components; {} were given",
+            roles.len()
+        )));
+    }
+    let questions: Vec<&str> = inventory
+        .questions
+        .iter()
+        .take(opts.questions.max(1))
+        .map(|q| q.text.as_str())
+        .collect();
+    let mut requests = Vec::new();
+    let mut slots = Vec::new();
+    let everyone = roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (Some(i), *r))
+        .chain(std::iter::once((None, &inventory.default)));
+    for (ri, role) in everyone {
+        for p in 0..opts.prompts.clamp(1, role.prompts.len()) {
+            for (qi, q) in questions.iter().enumerate() {
+                let mut messages = Vec::new();
+                if let Some(system) = role.system_prompt(p, &opts.model_name) {
+                    messages.push(Message::new("system", system));
+                }
+                messages.push(Message::new("user", *q));
+                requests.push(AnswerRequest {
+                    key: format!("{}|p{p}|q{qi}", role.name),
+                    messages,
+                    steer: None,
+                });
+                slots.push(Slot {
+                    role: ri,
+                    question: q.to_string(),
+                });
+            }
+        }
+    }
+    let answers = answer_all(
+        engine,
+        &requests,
+        &opts.answers,
+        None,
+        None,
+        &out_dir.join("answers_cache.jsonl"),
+        &mut |d, t| progress("rollouts", d, t),
+    )?;
+
+    // Role adherence: the default's answers are never judged (it is the reference).
+    let mut keep = vec![true; slots.len()];
+    if let Some(scorer) = judge {
+        let mut cache = persona_judges::JudgementCache::open(&out_dir.join("judgements.jsonl"))?;
+        let judged: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].role.is_some())
+            .collect();
+        let prompt = |i: usize| {
+            let role = roles[slots[i].role.expect("judged slots have a role")];
+            role.rubric_prompt(
+                &inventory.rubric_template,
+                &slots[i].question,
+                &answers[i].text,
+            )
+        };
+        let key = |i: usize| {
+            persona_judges::JudgementCache::key(&scorer.id(), "role-adherence", &prompt(i), "")
+        };
+        let missing: Vec<usize> = judged
+            .iter()
+            .copied()
+            .filter(|&i| cache.get(&key(i)).is_none())
+            .collect();
+        let mut done = judged.len() - missing.len();
+        for chunk in missing.chunks(16) {
+            let prompts: Vec<String> = chunk.iter().map(|&i| prompt(i)).collect();
+            for (&i, s) in chunk.iter().zip(scorer.score_prompts(&prompts)?) {
+                let j = persona_judges::Judgement {
+                    trait_score: s,
+                    coherence: None,
+                };
+                cache.insert(key(i), j)?;
+            }
+            done += chunk.len();
+            progress("judge", done, judged.len());
+        }
+        for &i in &judged {
+            let score = cache.get(&key(i)).and_then(|j| j.trait_score);
+            keep[i] = score.is_some_and(|s| s >= opts.min_adherence);
+        }
+    }
+
+    // Role vectors, one file per role (a rerun reads them back).
+    let model = format!("{} sha256:{}", engine.config().name, engine.model_sha256()?);
+    let mut role_vectors: Vec<Vec<Vec<f32>>> = Vec::new();
+    let mut kept_per_role = Vec::new();
+    let mut all_roles: Vec<(Option<usize>, &Role)> = roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (Some(i), *r))
+        .collect();
+    all_roles.push((None, &inventory.default));
+    let mut default_vector = Vec::new();
+    for (done, (ri, role)) in all_roles.iter().enumerate() {
+        progress("vectors", done, all_roles.len());
+        let mine: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].role == *ri && keep[i])
+            .collect();
+        let path = out_dir
+            .join("roles")
+            .join(format!("{}.safetensors", role.name));
+        let cached = LayerVectors::load(&path).ok().filter(|v| {
+            v.metadata.get("persona.n_pos") == Some(&mine.len().to_string())
+                && v.metadata.get("persona.model") == Some(&model)
+        });
+        let per_layer = match cached {
+            Some(v) => v.layers.into_values().collect(),
+            None if mine.is_empty() => Vec::new(),
+            None => {
+                let convs: Vec<Vec<Message>> = mine
+                    .iter()
+                    .map(|&i| {
+                        let mut c = requests[i].messages.clone();
+                        c.push(Message::new("assistant", answers[i].text.clone()));
+                        c
+                    })
+                    .collect();
+                let means = layer_means(&response_means(engine, &convs)?, n_layers);
+                vector_file("role", &role.name, &means, &model, mine.len()).save(&path)?;
+                means
+            }
+        };
+        match ri {
+            None => default_vector = per_layer,
+            Some(_) => {
+                role_vectors.push(per_layer);
+                kept_per_role.push(mine.len());
+            }
+        }
+    }
+    if default_vector.is_empty() {
+        return Err(PipelineError::Input(
+            "the default assistant has no answers to read its vector from".into(),
+        ));
+    }
+    // Roles with no kept answer drop out of the map.
+    let present: Vec<usize> = (0..roles.len())
+        .filter(|&i| !role_vectors[i].is_empty())
+        .collect();
+    if present.len() < 3 {
+        return Err(PipelineError::Input(format!(
+            "only {} roles kept any answer at adherence ≥ {}: lower --min-adherence, use a stronger judge, or --no-filter",
+            present.len(),
+            opts.min_adherence
+        )));
+    }
+
+    // τ: projections of a sample of kept rollouts (roles and default) on the unit axis.
+    let axis: Vec<Vec<f32>> = (0..n_layers)
+        .map(|l| {
+            let rm: Vec<Vec<f32>> = present
+                .iter()
+                .map(|&i| role_vectors[i][l].clone())
+                .collect();
+            persona_core::axis::assistant_axis(&default_vector[l], &rm)
+        })
+        .collect();
+    let kept_slots: Vec<usize> = (0..slots.len()).filter(|&i| keep[i]).collect();
+    let step = (kept_slots.len() / opts.tau_samples.max(1)).max(1);
+    let sample: Vec<Vec<Message>> = kept_slots
+        .iter()
+        .step_by(step)
+        .map(|&i| {
+            let mut c = requests[i].messages.clone();
+            c.push(Message::new("assistant", answers[i].text.clone()));
+            c
+        })
+        .collect();
+    progress("thresholds", 0, sample.len());
+    let sample_means = response_means(engine, &sample)?;
+
+    let k = opts.components.min(present.len() - 1).max(1);
+    let mut layers = Vec::new();
+    let mut pcas = Vec::new();
+    for l in 0..n_layers {
+        let rows: Vec<&[f32]> = present
+            .iter()
+            .map(|&i| role_vectors[i][l].as_slice())
+            .collect();
+        let mut pca = Pca::fit(&rows, k.min(rows.len() - 1)).map_err(|e| {
+            PipelineError::Input(format!("PCA over the role vectors at layer {l}: {e}"))
+        })?;
+        pca.orient_toward(0, &axis[l]);
+        let unit_norm = persona_core::norm(&axis[l]);
+        let projections: Vec<f64> = sample_means
+            .iter()
+            .map(|c| persona_core::dot(&c[l], &axis[l]) / unit_norm)
+            .collect();
+        let tau = persona_core::axis::percentiles(&projections, &TAU_PERCENTILES)
+            .map(|t| [t[0], t[1], t[2], t[3]])
+            .unwrap_or([f64::NAN; 4]);
+        layers.push(LayerSummary {
+            layer: l,
+            explained_variance_ratio: pca
+                .explained_variance_ratio
+                .iter()
+                .take(10)
+                .copied()
+                .collect(),
+            axis_pc1_cosine: pca.cosine_to(0, &axis[l]),
+            axis_norm: unit_norm,
+            tau,
+        });
+        pcas.push(pca);
+    }
+    let report_layer = n_layers / 2;
+    let pca = &pcas[report_layer];
+    let axis_l = &axis[report_layer];
+    let roles_out: Vec<RolePoint> = present
+        .iter()
+        .map(|&i| {
+            let v = &role_vectors[i][report_layer];
+            let scores = pca.project(v);
+            RolePoint {
+                name: roles[i].display_name(),
+                category: roles[i].category.as_str().to_string(),
+                pc1: scores[0],
+                pc2: scores.get(1).copied().unwrap_or(0.0),
+                axis_projection: persona_core::projection(v, axis_l),
+                kept: kept_per_role[i],
+            }
+        })
+        .collect();
+    let default_projection = persona_core::projection(&default_vector[report_layer], axis_l);
+
+    let mut axis_file_vectors = vector_file("axis", "assistant", &axis, &model, present.len());
+    let taus: BTreeMap<String, Vec<f64>> = TAU_PERCENTILES
+        .iter()
+        .enumerate()
+        .map(|(j, p)| (format!("p{p}"), layers.iter().map(|s| s.tau[j]).collect()))
+        .collect();
+    axis_file_vectors.metadata.insert(
+        "persona.tau".into(),
+        serde_json::to_string(&taus).expect("taus serialize"),
+    );
+    let axis_file = out_dir.join("axis.safetensors");
+    axis_file_vectors.save(&axis_file)?;
+    let plot_files = write_plots(
+        out_dir,
+        &layers,
+        report_layer,
+        &roles_out,
+        default_projection,
+    )?;
+    let result = AxisResult {
+        layers,
+        report_layer,
+        roles: roles_out,
+        default_projection,
+        rollouts: slots.len(),
+        kept: kept_slots.len(),
+        judge: judge.map(|j| j.id()),
+        axis_file,
+        plot_files,
+        out_dir: out_dir.to_path_buf(),
+    };
+    let json = serde_json::to_string_pretty(&result).expect("results serialize");
+    crate::write_file(&out_dir.join("axis.json"), json.as_bytes())?;
+    Ok(result)
+}
+
+/// The explained-variance curve, roles on PC1 × PC2, and roles sorted along the axis.
+fn write_plots(
+    out_dir: &Path,
+    layers: &[LayerSummary],
+    report_layer: usize,
+    roles: &[RolePoint],
+    default_projection: f64,
+) -> Result<Vec<PathBuf>, PipelineError> {
+    use persona_report::svg::{BarChart, Chart, Point, Series, SeriesKind};
+    let s = &layers[report_layer];
+    let spectrum = Chart::new(
+        format!("Persona space at layer {report_layer}: variance per component"),
+        "principal component",
+        "fraction of the role vectors' variance",
+    )
+    .with_series(Series::line_markers(
+        "explained variance",
+        s.explained_variance_ratio
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((i + 1) as f64, *r)),
+    ));
+    let points = roles
+        .iter()
+        .map(|r| Point::new(r.pc1, r.pc2).with_label(r.name.clone()))
+        .collect();
+    let map = Chart::new(
+        format!("Roles on PC1 × PC2 (layer {report_layer}; PC1 oriented toward the Assistant)"),
+        "PC1",
+        "PC2",
+    )
+    .with_series(Series::new("roles", SeriesKind::Markers, points));
+    let mut sorted: Vec<(String, f64)> = roles
+        .iter()
+        .map(|r| (r.name.clone(), r.axis_projection))
+        .chain(std::iter::once((
+            "DEFAULT ASSISTANT".to_string(),
+            default_projection,
+        )))
+        .collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let bars = BarChart::new(
+        format!("Roles along the Assistant axis (layer {report_layer})"),
+        "projection on the unit axis",
+        sorted,
+        true,
+    );
+    let mut files = Vec::new();
+    for (name, svg) in [
+        ("axis_variance.svg", spectrum.to_svg()),
+        ("axis_pc1_pc2.svg", map.to_svg()),
+        ("axis_roles.svg", bars.to_svg()),
+    ] {
+        let path = out_dir.join(name);
+        crate::write_file(&path, svg.as_bytes())?;
+        files.push(path);
+    }
+    Ok(files)
+}
