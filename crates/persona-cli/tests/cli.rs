@@ -469,3 +469,36 @@ fn extract_a_trait_end_to_end() {
         &[spec],
     );
 }
+
+#[test]
+fn axis_build_prints_the_fields_scripts_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("axis");
+    let r = json(&[
+        "axis",
+        "build",
+        "--roles",
+        "3",
+        "--prompts",
+        "1",
+        "--questions",
+        "1",
+        "--max-tokens",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(r["roles"].as_array().unwrap().len(), 3);
+    assert_eq!(r["layers"].as_array().unwrap().len(), 30);
+    assert!(r["judge"].is_null());
+    let layer = &r["layers"][15];
+    assert!(layer["axis_pc1_cosine"].is_f64() && layer["tau"].as_array().unwrap().len() == 4);
+    assert!(Path::new(r["axis_file"].as_str().unwrap()).is_file());
+    fails_with(&["axis", "build", "--prompts", "0"], &["--prompts"]);
+    fails_with(
+        &["axis", "build", "--roles-dir", dir.path().to_str().unwrap()],
+        &["roles.toml"],
+    );
+}
