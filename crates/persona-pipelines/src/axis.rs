@@ -73,6 +73,8 @@ pub struct AxisResult {
     pub roles: Vec<RolePoint>,
     /// The default assistant's projection on the unit axis at the report layer.
     pub default_projection: f64,
+    /// The default assistant's scores on PC1 and PC2 at the report layer.
+    pub default_pcs: [f64; 2],
     pub rollouts: usize,
     pub kept: usize,
     /// `None`: no judge, every rollout kept (`--no-filter`).
@@ -406,6 +408,11 @@ pub fn build_axis(
         })
         .collect();
     let default_projection = persona_core::projection(&default_vector[report_layer], axis_l);
+    let default_scores = pca.project(&default_vector[report_layer]);
+    let default_pcs = [
+        default_scores[0],
+        default_scores.get(1).copied().unwrap_or(0.0),
+    ];
 
     let mut axis_file_vectors = vector_file("axis", "assistant", &axis, &model, present.len());
     let taus: BTreeMap<String, Vec<f64>> = TAU_PERCENTILES
@@ -425,12 +432,14 @@ pub fn build_axis(
         report_layer,
         &roles_out,
         default_projection,
+        default_pcs,
     )?;
     let result = AxisResult {
         layers,
         report_layer,
         roles: roles_out,
         default_projection,
+        default_pcs,
         rollouts: slots.len(),
         kept: kept_slots.len(),
         judge: judge.map(|j| j.id()),
@@ -450,6 +459,7 @@ fn write_plots(
     report_layer: usize,
     roles: &[RolePoint],
     default_projection: f64,
+    default_pcs: [f64; 2],
 ) -> Result<Vec<PathBuf>, PipelineError> {
     use persona_report::svg::{BarChart, Chart, Point, Series, SeriesKind};
     let s = &layers[report_layer];
@@ -465,16 +475,36 @@ fn write_plots(
             .enumerate()
             .map(|(i, r)| ((i + 1) as f64, *r)),
     ));
+    // Labels for the roles farthest out only: hundreds of labels would cover each other.
+    let mut by_reach: Vec<usize> = (0..roles.len()).collect();
+    by_reach.sort_by(|&a, &b| {
+        let reach = |r: &RolePoint| r.pc1.hypot(r.pc2);
+        reach(&roles[b]).total_cmp(&reach(&roles[a]))
+    });
+    let labelled: std::collections::HashSet<usize> = by_reach.into_iter().take(30).collect();
     let points = roles
         .iter()
-        .map(|r| Point::new(r.pc1, r.pc2).with_label(r.name.clone()))
+        .enumerate()
+        .map(|(i, r)| {
+            let p = Point::new(r.pc1, r.pc2);
+            if labelled.contains(&i) {
+                p.with_label(r.name.clone())
+            } else {
+                p
+            }
+        })
         .collect();
     let map = Chart::new(
         format!("Roles on PC1 × PC2 (layer {report_layer}; PC1 oriented toward the Assistant)"),
         "PC1",
         "PC2",
     )
-    .with_series(Series::new("roles", SeriesKind::Markers, points));
+    .with_series(Series::new("roles", SeriesKind::Markers, points))
+    .with_series(Series::new(
+        "default assistant",
+        SeriesKind::Markers,
+        vec![Point::new(default_pcs[0], default_pcs[1]).with_label("DEFAULT ASSISTANT")],
+    ));
     let mut sorted: Vec<(String, f64)> = roles
         .iter()
         .map(|r| (r.name.clone(), r.axis_projection))
