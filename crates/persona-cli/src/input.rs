@@ -95,12 +95,107 @@ pub struct SteerArgs {
     /// Positions the steering applies to: all, prompt, generated, last_prompt, START..END.
     #[arg(long, default_value = "all")]
     pub steer_span: String,
+    /// Cap activations along an Assistant axis (from `persona axis build`): a floor at τ on
+    /// the axis, at every position of the --cap-layers window.
+    #[arg(long, value_name = "AXIS_FILE")]
+    pub cap: Option<std::path::PathBuf>,
+    /// Which of the axis file's thresholds is τ: p1, p25, p50 or p75 (of rollout projections).
+    #[arg(long, default_value = "p25", requires = "cap")]
+    pub cap_percentile: String,
+    /// Layers to cap, START..END (default: from half to three quarters of the depth).
+    #[arg(long, requires = "cap")]
+    pub cap_layers: Option<String>,
 }
 
 impl SteerArgs {
     pub fn interventions(&self, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
-        steering(&self.steer, self.steer_span.parse()?, engine)
+        let mut ivs = steering(&self.steer, self.steer_span.parse()?, engine)?;
+        if let Some(axis) = &self.cap {
+            ivs.extend(capping(
+                axis,
+                &self.cap_percentile,
+                self.cap_layers.as_deref(),
+                engine,
+            )?);
+        }
+        Ok(ivs)
     }
+}
+
+/// `--cap AXIS`: a floor at τ on the axis at every layer of the window (DESIGN.md: h ← h +
+/// u·max(τ − h·u, 0)), τ per layer from the axis file's percentiles.
+fn capping(
+    path: &Path,
+    percentile: &str,
+    window: Option<&str>,
+    engine: &Engine,
+) -> anyhow::Result<Vec<Intervention>> {
+    let axis = persona_io::LayerVectors::load(path)?;
+    let taus: std::collections::BTreeMap<String, Vec<f64>> = axis
+        .metadata
+        .get("persona.tau")
+        .map(|t| serde_json::from_str(t))
+        .transpose()
+        .with_context(|| format!("{} has unreadable `persona.tau` metadata", path.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} has no cap thresholds (`persona.tau`): make it with `persona axis build`",
+                path.display()
+            )
+        })?;
+    let tau = taus.get(percentile).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--cap-percentile `{percentile}` is not in {}: it has {}",
+            path.display(),
+            taus.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let n = engine.config().n_layers;
+    let (start, end) = match window {
+        Some(w) => {
+            let (a, b) = w.split_once("..").ok_or_else(|| {
+                anyhow::anyhow!("--cap-layers `{w}` must be START..END, e.g. 15..23")
+            })?;
+            let parse = |x: &str| {
+                x.parse::<usize>()
+                    .with_context(|| format!("--cap-layers `{w}`: `{x}` is not a layer index"))
+            };
+            (parse(a)?, parse(b)?)
+        }
+        None => (n / 2, 3 * n / 4),
+    };
+    if start >= end || end > n {
+        bail!("--cap-layers {start}..{end} must be a non-empty window within 0..{n}");
+    }
+    (start..end)
+        .map(|l| {
+            let v = axis.get(l, path)?;
+            let norm = persona_core::norm(v);
+            if norm == 0.0 {
+                bail!("the axis in {} is zero at layer {l}", path.display());
+            }
+            let unit: Vec<f32> = v.iter().map(|x| (*x as f64 / norm) as f32).collect();
+            let t = tau
+                .get(l)
+                .copied()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{} has no {percentile} threshold for layer {l}",
+                        path.display()
+                    )
+                })?;
+            Ok(Intervention {
+                site: HookSite::resid_post(l),
+                kind: persona_engine::InterventionKind::CapFloor {
+                    direction: candle_core_tensor(&unit, engine)?,
+                    tau: t as f32,
+                },
+                span: Span::All,
+                sequences: None,
+            })
+        })
+        .collect()
 }
 
 /// `--steer FILE:LAYER:ALPHA` → an add intervention at `blocks.LAYER.resid_post`.

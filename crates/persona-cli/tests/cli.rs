@@ -496,6 +496,49 @@ fn axis_build_prints_the_fields_scripts_use() {
     let layer = &r["layers"][15];
     assert!(layer["axis_pc1_cosine"].is_f64() && layer["tau"].as_array().unwrap().len() == 4);
     assert!(Path::new(r["axis_file"].as_str().unwrap()).is_file());
+    // Generation capped along that axis, and the cap's input errors.
+    let axis = r["axis_file"].as_str().unwrap();
+    let g = json(&[
+        "generate",
+        "--user",
+        "Who are you?",
+        "--greedy",
+        "--max-tokens",
+        "8",
+        "--cap",
+        axis,
+        "--cap-percentile",
+        "p75",
+        "--cap-layers",
+        "10..20",
+        "--format",
+        "json",
+    ]);
+    assert!(!g["generated_ids"].as_array().unwrap().is_empty());
+    fails_with(
+        &[
+            "generate",
+            "--user",
+            "hi",
+            "--cap",
+            axis,
+            "--cap-percentile",
+            "p90",
+        ],
+        &["p90", "p25"],
+    );
+    fails_with(
+        &[
+            "generate",
+            "--user",
+            "hi",
+            "--cap",
+            axis,
+            "--cap-layers",
+            "20..40",
+        ],
+        &["20..40", "0..30"],
+    );
     fails_with(&["axis", "build", "--prompts", "0"], &["--prompts"]);
     fails_with(
         &["axis", "build", "--roles-dir", dir.path().to_str().unwrap()],
