@@ -286,7 +286,7 @@ impl TraitRun {
 /// Notes the command line and the model in the run folder, for `persona report`.
 pub fn record(engine: &Engine, run_dir: &Path) -> anyhow::Result<()> {
     let command: Vec<String> = std::env::args().collect();
-    let model = format!("{} sha256:{}", engine.config().name, engine.model_sha256()?);
+    let model = engine.model_id()?;
     persona_pipelines::report::record_provenance(run_dir, &command.join(" "), &model)?;
     Ok(())
 }

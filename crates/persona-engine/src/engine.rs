@@ -57,6 +57,9 @@ pub struct Engine {
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     info: ModelInfo,
+    /// The weights' SHA-256, computed on first use: hashing a large model takes seconds and
+    /// every result file of a command records it.
+    sha256: std::sync::OnceLock<String>,
 }
 
 /// One token sequence for a teacher-forced pass: `ids[..prompt_len]` is the prompt.
@@ -198,6 +201,7 @@ impl Engine {
             tokenizer,
             template,
             info,
+            sha256: std::sync::OnceLock::new(),
         }
     }
 
@@ -222,8 +226,11 @@ impl Engine {
     }
 
     /// SHA-256 of the weights file (or of the safetensors files, in name order): the model
-    /// identity recorded with every result.
+    /// identity recorded with every result. Hashed once per loaded model.
     pub fn model_sha256(&self) -> Result<String> {
+        if let Some(h) = self.sha256.get() {
+            return Ok(h.clone());
+        }
         let path = &self.info.path;
         let files: Vec<PathBuf> = if path.is_dir() {
             let mut v: Vec<PathBuf> = std::fs::read_dir(path)
@@ -241,7 +248,19 @@ impl Engine {
             let mut file = std::fs::File::open(&f).map_err(|e| EngineError::io(&f, e))?;
             std::io::copy(&mut file, &mut h).map_err(|e| EngineError::io(&f, e))?;
         }
-        Ok(hex::encode(h.finalize()))
+        Ok(self
+            .sha256
+            .get_or_init(|| hex::encode(h.finalize()))
+            .clone())
+    }
+
+    /// "NAME sha256:HASH": the model as result files name it (`persona.model`).
+    pub fn model_id(&self) -> Result<String> {
+        Ok(format!(
+            "{} sha256:{}",
+            self.config().name,
+            self.model_sha256()?
+        ))
     }
 
     /// Renders chat messages with the model's template.

@@ -130,30 +130,6 @@ fn layer_means(per_conv: &[Vec<Vec<f32>>], n_layers: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn vector_file(
-    kind: &str,
-    name: &str,
-    per_layer: &[Vec<f32>],
-    model: &str,
-    n: usize,
-) -> LayerVectors {
-    let mut v = LayerVectors::default();
-    for (l, x) in per_layer.iter().enumerate() {
-        v.layers.insert(l, x.clone());
-    }
-    for (k, val) in [
-        ("persona.kind", kind.to_string()),
-        ("persona.name", name.to_string()),
-        ("persona.hook_point", "resid_post".to_string()),
-        ("persona.method", "response_avg".to_string()),
-        ("persona.model", model.to_string()),
-        ("persona.n_pos", n.to_string()),
-    ] {
-        v.metadata.insert(k.to_string(), val);
-    }
-    v
-}
-
 /// Builds the map: rollouts (cached), adherence judgements (optional, cached), role and
 /// default vectors (`roles/<name>.safetensors`), PCA and the axis per layer, τ percentiles;
 /// writes `axis.safetensors`, `axis.json` and the plots to `out_dir`.
@@ -267,7 +243,7 @@ pub fn build_axis(
     }
 
     // Role vectors, one file per role (a rerun reads them back).
-    let model = format!("{} sha256:{}", engine.config().name, engine.model_sha256()?);
+    let model = engine.model_id()?;
     let mut role_vectors: Vec<Vec<Vec<f32>>> = Vec::new();
     let mut kept_per_role = Vec::new();
     let mut all_roles: Vec<(Option<usize>, &Role)> = roles
@@ -302,7 +278,15 @@ pub fn build_axis(
                     })
                     .collect();
                 let means = layer_means(&response_means(engine, &convs)?, n_layers);
-                vector_file("role", &role.name, &means, &model, mine.len()).save(&path)?;
+                let meta = crate::VectorMeta {
+                    kind: "role",
+                    name: &role.name,
+                    method: "response_avg",
+                    model: &model,
+                    n_pos: mine.len(),
+                    n_neg: None,
+                };
+                crate::persona_vectors(means.clone(), &meta).save(&path)?;
                 means
             }
         };
@@ -414,7 +398,15 @@ pub fn build_axis(
         default_scores.get(1).copied().unwrap_or(0.0),
     ];
 
-    let mut axis_file_vectors = vector_file("axis", "assistant", &axis, &model, present.len());
+    let meta = crate::VectorMeta {
+        kind: "axis",
+        name: "assistant",
+        method: "response_avg",
+        model: &model,
+        n_pos: present.len(),
+        n_neg: None,
+    };
+    let mut axis_file_vectors = crate::persona_vectors(axis, &meta);
     let taus: BTreeMap<String, Vec<f64>> = TAU_PERCENTILES
         .iter()
         .enumerate()

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, Message, Span, TokenSequence};
-use persona_io::LayerVectors;
 
 use crate::PipelineError;
 use serde::Serialize;
@@ -109,33 +108,25 @@ pub fn extract_from_conversations(
     crate::create_dir(out_dir)?;
     let p = side_means(engine, pos, "pos", progress)?;
     let n = side_means(engine, neg, "neg", progress)?;
-    let model = format!("{} sha256:{}", engine.config().name, engine.model_sha256()?);
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let model = engine.model_id()?;
     let mut files = BTreeMap::new();
     let mut norms = BTreeMap::new();
     for (k, method) in METHODS.iter().enumerate() {
-        let mut v = LayerVectors::default();
-        let mut layer_norms = Vec::new();
-        for (l, (a, b)) in p[k].iter().zip(&n[k]).enumerate() {
-            let diff = persona_core::sub(a, b);
-            layer_norms.push(persona_core::norm(&diff));
-            v.layers.insert(l, diff);
-        }
-        for (key, value) in [
-            ("persona.kind", "trait".to_string()),
-            ("persona.name", name.to_string()),
-            ("persona.hook_point", "resid_post".to_string()),
-            ("persona.method", method.to_string()),
-            ("persona.model", model.clone()),
-            ("persona.n_pos", pos.len().to_string()),
-            ("persona.n_neg", neg.len().to_string()),
-            ("persona.created", created.to_string()),
-        ] {
-            v.metadata.insert(key.to_string(), value);
-        }
+        let diffs: Vec<Vec<f32>> = p[k]
+            .iter()
+            .zip(&n[k])
+            .map(|(a, b)| persona_core::sub(a, b))
+            .collect();
+        let layer_norms: Vec<f64> = diffs.iter().map(|d| persona_core::norm(d)).collect();
+        let meta = crate::VectorMeta {
+            kind: "trait",
+            name,
+            method,
+            model: &model,
+            n_pos: pos.len(),
+            n_neg: Some(neg.len()),
+        };
+        let v = crate::persona_vectors(diffs, &meta);
         let path = out_dir.join(format!("{name}_{method}.safetensors"));
         v.save(&path)?;
         files.insert(method.to_string(), path);

@@ -60,6 +60,45 @@ pub struct VectorSource<'a> {
     pub file: &'a Path,
 }
 
+/// What a vector file says about itself (DESIGN.md's `persona.*` metadata).
+pub(crate) struct VectorMeta<'a> {
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub method: &'a str,
+    pub model: &'a str,
+    pub n_pos: usize,
+    pub n_neg: Option<usize>,
+}
+
+/// Vectors at layers 0.. with their `persona.*` metadata, ready to save.
+pub(crate) fn persona_vectors(
+    per_layer: impl IntoIterator<Item = Vec<f32>>,
+    meta: &VectorMeta,
+) -> persona_io::LayerVectors {
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut v = persona_io::LayerVectors {
+        layers: per_layer.into_iter().enumerate().collect(),
+        ..Default::default()
+    };
+    let mut put = |key: &str, value: String| {
+        v.metadata.insert(format!("persona.{key}"), value);
+    };
+    put("kind", meta.kind.to_string());
+    put("name", meta.name.to_string());
+    put("hook_point", "resid_post".to_string());
+    put("method", meta.method.to_string());
+    put("model", meta.model.to_string());
+    put("n_pos", meta.n_pos.to_string());
+    if let Some(n) = meta.n_neg {
+        put("n_neg", n.to_string());
+    }
+    put("created", created.to_string());
+    v
+}
+
 pub(crate) fn create_dir(path: &Path) -> Result<(), PipelineError> {
     std::fs::create_dir_all(path).map_err(|e| PipelineError::OutDir {
         path: path.to_path_buf(),
