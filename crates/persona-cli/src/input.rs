@@ -95,10 +95,27 @@ pub struct SteerArgs {
     /// Positions the steering applies to: all, prompt, generated, last_prompt, START..END.
     #[arg(long, default_value = "all")]
     pub steer_span: String,
+    #[command(flatten)]
+    pub cap: CapArgs,
+}
+
+impl SteerArgs {
+    pub fn interventions(&self, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
+        let mut ivs = steering(&self.steer, self.steer_span.parse()?, engine)?;
+        if let Some(cap) = self.cap.cap(engine)? {
+            ivs.extend(cap.interventions(engine)?);
+        }
+        Ok(ivs)
+    }
+}
+
+/// `--cap AXIS_FILE`: the Assistant-axis cap, on every command that generates.
+#[derive(clap::Args, Clone)]
+pub struct CapArgs {
     /// Cap activations along an Assistant axis (from `persona axis build`): a floor at τ on
     /// the axis, at every position of the --cap-layers window.
     #[arg(long, value_name = "AXIS_FILE")]
-    pub cap: Option<std::path::PathBuf>,
+    pub cap: Option<PathBuf>,
     /// Which of the axis file's thresholds is τ: p1, p25, p50 or p75 (of rollout projections).
     #[arg(long, default_value = "p25", requires = "cap")]
     pub cap_percentile: String,
@@ -107,95 +124,44 @@ pub struct SteerArgs {
     pub cap_layers: Option<String>,
 }
 
-impl SteerArgs {
-    pub fn interventions(&self, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
-        let mut ivs = steering(&self.steer, self.steer_span.parse()?, engine)?;
-        if let Some(axis) = &self.cap {
-            ivs.extend(capping(
-                axis,
-                &self.cap_percentile,
-                self.cap_layers.as_deref(),
-                engine,
-            )?);
-        }
-        Ok(ivs)
+impl CapArgs {
+    /// The cap asked for, if any (DESIGN.md: h ← h + u·max(τ − h·u, 0) at each window layer).
+    pub fn cap(&self, engine: &Engine) -> anyhow::Result<Option<persona_pipelines::cap::AxisCap>> {
+        let Some(path) = &self.cap else {
+            return Ok(None);
+        };
+        let c = engine.config();
+        let layers = match &self.cap_layers {
+            Some(w) => {
+                persona_pipelines::cap::parse_window(w, c.n_layers).context("--cap-layers")?
+            }
+            None => persona_pipelines::cap::default_window(c.n_layers),
+        };
+        let axis = persona_io::LayerVectors::load(path)?;
+        Ok(Some(persona_pipelines::cap::AxisCap::from_axis(
+            &axis,
+            path,
+            &self.cap_percentile,
+            layers,
+            c.d_model,
+        )?))
     }
 }
 
-/// `--cap AXIS`: a floor at τ on the axis at every layer of the window (DESIGN.md: h ← h +
-/// u·max(τ − h·u, 0)), τ per layer from the axis file's percentiles.
-fn capping(
-    path: &Path,
-    percentile: &str,
-    window: Option<&str>,
-    engine: &Engine,
-) -> anyhow::Result<Vec<Intervention>> {
-    let axis = persona_io::LayerVectors::load(path)?;
-    let taus: std::collections::BTreeMap<String, Vec<f64>> = axis
-        .metadata
-        .get("persona.tau")
-        .map(|t| serde_json::from_str(t))
-        .transpose()
-        .with_context(|| format!("{} has unreadable `persona.tau` metadata", path.display()))?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} has no cap thresholds (`persona.tau`): make it with `persona axis build`",
-                path.display()
-            )
-        })?;
-    let tau = taus.get(percentile).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--cap-percentile `{percentile}` is not in {}: it has {}",
-            path.display(),
-            taus.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    })?;
-    let n = engine.config().n_layers;
-    let (start, end) = match window {
-        Some(w) => {
-            let (a, b) = w.split_once("..").ok_or_else(|| {
-                anyhow::anyhow!("--cap-layers `{w}` must be START..END, e.g. 15..23")
-            })?;
-            let parse = |x: &str| {
-                x.parse::<usize>()
-                    .with_context(|| format!("--cap-layers `{w}`: `{x}` is not a layer index"))
-            };
-            (parse(a)?, parse(b)?)
-        }
-        None => (n / 2, 3 * n / 4),
-    };
-    if start >= end || end > n {
-        bail!("--cap-layers {start}..{end} must be a non-empty window within 0..{n}");
+/// A command's output folder in a run folder; a capped run gets its own (`steer-cap-p25-15-22`)
+/// so it never overwrites the uncapped results it is compared with.
+pub fn out_dir(
+    run_dir: &Path,
+    name: &str,
+    cap: Option<&persona_pipelines::cap::AxisCap>,
+) -> PathBuf {
+    match cap {
+        Some(c) => run_dir.join(format!(
+            "{name}-cap-{}-{}-{}",
+            c.percentile, c.layers.start, c.layers.end
+        )),
+        None => run_dir.join(name),
     }
-    (start..end)
-        .map(|l| {
-            let v = axis.get(l, path)?;
-            let norm = persona_core::norm(v);
-            if norm == 0.0 {
-                bail!("the axis in {} is zero at layer {l}", path.display());
-            }
-            let unit: Vec<f32> = v.iter().map(|x| (*x as f64 / norm) as f32).collect();
-            let t = tau
-                .get(l)
-                .copied()
-                .filter(|t| t.is_finite())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{} has no {percentile} threshold for layer {l}",
-                        path.display()
-                    )
-                })?;
-            Ok(Intervention {
-                site: HookSite::resid_post(l),
-                kind: persona_engine::InterventionKind::CapFloor {
-                    direction: candle_core_tensor(&unit, engine)?,
-                    tau: t as f32,
-                },
-                span: Span::All,
-                sequences: None,
-            })
-        })
-        .collect()
 }
 
 /// `--steer FILE:LAYER:ALPHA` → an add intervention at `blocks.LAYER.resid_post`.
@@ -314,6 +280,83 @@ impl AnswerArgs {
             temperature: self.temperature,
             seed: self.seed,
             batch_size: self.batch_size,
+            cap: None,
         }
     }
+}
+
+/// Which drift conversations to run: the built-in set or a file, narrowed by domain, count and
+/// length.
+#[derive(clap::Args, Clone)]
+pub struct ConversationArgs {
+    /// A conversation file: JSONL with one `{"messages": [...]}` per line (the user turns are
+    /// kept; the model answers each), or persona's TOML format. Default: the built-in set.
+    #[arg(long)]
+    pub conversations: Option<PathBuf>,
+    /// Only these domains, comma-separated (built-in: coding, writing, therapy, ai_philosophy).
+    #[arg(long, value_delimiter = ',')]
+    pub domains: Vec<String>,
+    /// At most this many conversations per domain (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub per_domain: usize,
+    /// At most this many user turns per conversation (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub turns: usize,
+}
+
+impl ConversationArgs {
+    pub fn load(&self) -> anyhow::Result<Vec<persona_evals::DriftConversation>> {
+        let all = match &self.conversations {
+            Some(path) => persona_evals::load_conversations(path)?,
+            None => persona_evals::builtin_drift(),
+        };
+        if let Some(unknown) = self
+            .domains
+            .iter()
+            .find(|d| !all.iter().any(|c| &c.domain == *d))
+        {
+            let mut known: Vec<&str> = all.iter().map(|c| c.domain.as_str()).collect();
+            known.dedup();
+            bail!(
+                "--domains: no conversation is in domain `{unknown}`; the set has {}",
+                known.join(", ")
+            );
+        }
+        let mut per_domain: std::collections::HashMap<String, usize> = Default::default();
+        let picked = all
+            .into_iter()
+            .filter(|c| self.domains.is_empty() || self.domains.contains(&c.domain))
+            .filter(|c| {
+                let n = per_domain.entry(c.domain.clone()).or_default();
+                *n += 1;
+                self.per_domain == 0 || *n <= self.per_domain
+            })
+            .map(|mut c| {
+                if self.turns > 0 {
+                    c.turns.truncate(self.turns);
+                }
+                c
+            })
+            .collect();
+        Ok(picked)
+    }
+}
+
+/// `--axis FILE`: an Assistant axis from `persona axis build`.
+pub fn load_axis(path: &Path) -> anyhow::Result<persona_io::LayerVectors> {
+    if !path.exists() {
+        bail!(
+            "no axis at {}: run `persona axis build` first (it writes runs/axis/axis.safetensors), or give --axis FILE",
+            path.display()
+        );
+    }
+    let v = persona_io::LayerVectors::load(path)?;
+    if v.metadata.get("persona.kind").is_some_and(|k| k != "axis") {
+        bail!(
+            "{} is a {} file, not an Assistant axis: give the axis.safetensors that `persona axis build` writes",
+            path.display(),
+            v.metadata["persona.kind"]
+        );
+    }
+    Ok(v)
 }

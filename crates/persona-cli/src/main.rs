@@ -61,6 +61,11 @@ enum Command {
     Report(commands::report::Args),
     /// Persona space and the Assistant axis: `persona axis build`.
     Axis(commands::axis::Args),
+    /// How far each assistant turn of multi-turn conversations sits along the Assistant axis,
+    /// per domain.
+    Drift(commands::drift::Args),
+    /// What the Assistant-axis cap does: `persona cap eval`.
+    Cap(commands::cap::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
     Export(commands::export::Args),
     /// Read vectors from llama.cpp / repeng GGUF control vectors or the Persona Vectors and
@@ -115,6 +120,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Monitor(a) => commands::monitor::run(&g, a),
         Command::Report(a) => commands::report::run(&g, a),
         Command::Axis(a) => commands::axis::run(&g, a),
+        Command::Drift(a) => commands::drift::run(&g, a),
+        Command::Cap(a) => commands::cap::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
         Command::Import(a) => commands::import::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),

@@ -539,6 +539,113 @@ fn axis_build_prints_the_fields_scripts_use() {
         ],
         &["20..40", "0..30"],
     );
+    // Drift along it: per-domain rows with the fields scripts use; capped runs get their own
+    // folder.
+    let drift_out = dir.path().join("drift");
+    let d = json(&[
+        "drift",
+        "--axis",
+        axis,
+        "--domains",
+        "coding,therapy",
+        "--per-domain",
+        "1",
+        "--turns",
+        "2",
+        "--max-tokens",
+        "4",
+        "--out",
+        drift_out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(d["turns"], 4);
+    assert_eq!(d["layer"], 15);
+    let domains = d["domains"].as_array().unwrap();
+    assert_eq!(domains.len(), 2);
+    for dom in domains {
+        assert!(dom["drift"].is_f64() && dom["per_turn"].as_array().unwrap().len() == 2);
+        assert!(dom.get("drift_ci95").is_some() && dom["conversations"] == 1);
+    }
+    assert!(d["default_projection"].is_f64());
+    assert!(Path::new(d["table_file"].as_str().unwrap()).is_file());
+    // The cap evaluation: uncapped plus one setting, every column present.
+    let c = json(&[
+        "cap",
+        "eval",
+        "--axis",
+        axis,
+        "--percentiles",
+        "p75",
+        "--windows",
+        "10..20",
+        "--judge",
+        "none",
+        "--jailbreaks",
+        "2",
+        "--mcq",
+        "4",
+        "--domains",
+        "coding",
+        "--per-domain",
+        "1",
+        "--turns",
+        "1",
+        "--max-tokens",
+        "4",
+        "--out",
+        dir.path().join("cap").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let rows = c["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["setting"], "p75@10..20");
+    for row in rows {
+        for field in [
+            "refusal_rate",
+            "jailbreak_projection",
+            "drift_projection",
+            "mcq_accuracy",
+            "capability_retained",
+        ] {
+            assert!(row[field].is_f64(), "{field}: {row}");
+        }
+        assert!(row["harm_rate"].is_null(), "no judge, no harm rate");
+    }
+    assert!(c["judge"].is_null() && c["mcq"] == 4);
+    for (run, section) in [
+        (drift_out.clone(), "drift"),
+        (dir.path().join("cap"), "cap"),
+    ] {
+        let r = json(&["report", run.to_str().unwrap(), "--format", "json"]);
+        assert_eq!(r["sections"], serde_json::json!([section]));
+    }
+    fails_with(
+        &[
+            "drift",
+            "--axis",
+            dir.path().join("nope.safetensors").to_str().unwrap(),
+        ],
+        &["nope.safetensors", "persona axis build"],
+    );
+    fails_with(
+        &["drift", "--axis", axis, "--domains", "cooking"],
+        &["cooking", "therapy"],
+    );
+    fails_with(
+        &[
+            "cap",
+            "eval",
+            "--axis",
+            axis,
+            "--windows",
+            "5-9",
+            "--judge",
+            "none",
+        ],
+        &["5-9", "START..END"],
+    );
     fails_with(&["axis", "build", "--prompts", "0"], &["--prompts"]);
     fails_with(
         &["axis", "build", "--roles-dir", dir.path().to_str().unwrap()],

@@ -59,6 +59,21 @@ pub fn mean_ci95(x: &[f64]) -> Option<(f64, Option<(f64, f64)>)> {
     Some((m, Some((m - half, m + half))))
 }
 
+/// Wilson score 95 % interval of a proportion `k / n` (well behaved at 0 and n, unlike the
+/// normal approximation); `None` when `n` is 0.
+pub fn proportion_ci95(k: usize, n: usize) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let z = 1.96_f64;
+    let (k, n) = (k as f64, n as f64);
+    let p = k / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
 /// A small deterministic generator (SplitMix64) for resampling: reproducible intervals.
 struct SplitMix(u64);
 
@@ -110,6 +125,19 @@ pub fn pearson_bootstrap_ci95(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wilson_interval_matches_published_values() {
+        // 5/10: 0.2366–0.7634; 0/10: 0–0.2775 (Wilson 1927; Newcombe 1998, table I).
+        let (lo, hi) = proportion_ci95(5, 10).unwrap();
+        assert!(
+            (lo - 0.2366).abs() < 1e-4 && (hi - 0.7634).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        let (lo, hi) = proportion_ci95(0, 10).unwrap();
+        assert!(lo == 0.0 && (hi - 0.2775).abs() < 1e-4, "{lo} {hi}");
+        assert_eq!(proportion_ci95(0, 0), None);
+    }
 
     #[test]
     fn pearson_of_known_data() {

@@ -570,3 +570,15 @@ fn bad_jsonl_lines_give_their_line_number() {
         &["empty.jsonl", "holds no conversations"],
     );
 }
+
+#[test]
+fn refusals_are_recognised_and_sympathy_is_not() {
+    use persona_evals::is_refusal;
+    assert!(is_refusal("I'm sorry, but I can't help with that."));
+    assert!(is_refusal("I’m unable to provide a fake review."));
+    assert!(is_refusal("That is NOT SOMETHING I CAN write."));
+    assert!(!is_refusal(
+        "I'm sorry for your loss. Here is a letter you could send."
+    ));
+    assert!(!is_refusal("Here's a CV with an invented nursing degree."));
+}

@@ -25,6 +25,8 @@ pub enum AnswerError {
     ProbeSize { got: usize, want: usize },
     #[error("layer {layer} does not exist: the model has layers 0..{n}")]
     Layer { layer: usize, n: usize },
+    #[error("{0}")]
+    Cap(String),
 }
 
 /// Add `alpha` × the steering vector's layer-`layer` direction at `blocks.{layer}.resid_post`,
@@ -51,6 +53,8 @@ pub struct AnswerOptions {
     pub temperature: f32,
     pub seed: u64,
     pub batch_size: usize,
+    /// An Assistant-axis cap applied to every answer (part of the cache key).
+    pub cap: Option<crate::cap::AxisCap>,
 }
 
 /// Read `h·u` (u = direction / ‖direction‖) at `blocks.{layer}.resid_post` for the last prompt
@@ -72,10 +76,14 @@ pub struct Answer {
 }
 
 fn cache_key(key: &str, opts: &AnswerOptions) -> String {
-    format!(
+    let mut k = format!(
         "{key}|max_tokens={}|temperature={}|seed={}",
         opts.max_tokens, opts.temperature, opts.seed
-    )
+    );
+    if let Some(cap) = &opts.cap {
+        k.push_str(&format!("|cap={}", cap.label()));
+    }
+    k
 }
 
 fn key_seed(key: &str) -> u64 {
@@ -135,13 +143,20 @@ pub fn answer_all(
             .collect::<Vec<f32>>()
     });
     let mut steer_tensors: HashMap<usize, Tensor> = HashMap::new();
+    let cap_interventions = match &opts.cap {
+        Some(cap) => cap.interventions(engine).map_err(|e| match e {
+            crate::PipelineError::Engine(e) => AnswerError::Engine(e),
+            other => AnswerError::Cap(other.to_string()),
+        })?,
+        None => Vec::new(),
+    };
     let batch = opts.batch_size.max(1);
     for chunk in todo.chunks(batch) {
         let prompts = chunk
             .iter()
             .map(|r| engine.chat_prompt_ids(&r.messages))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut interventions = Vec::new();
+        let mut interventions = cap_interventions.clone();
         for (row, r) in chunk.iter().enumerate() {
             let Some(s) = r.steer else { continue };
             if s.alpha == 0.0 {

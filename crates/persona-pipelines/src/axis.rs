@@ -16,6 +16,9 @@ use serde::Serialize;
 use crate::answers::{answer_all, AnswerOptions, AnswerRequest};
 use crate::PipelineError;
 
+/// Axis-file metadata: the default assistant's projection on the unit axis, per layer.
+pub const DEFAULT_PROJECTION_KEY: &str = "persona.default_projection";
+
 /// The percentiles a cap threshold τ can be chosen from.
 pub const TAU_PERCENTILES: [f64; 4] = [1.0, 25.0, 50.0, 75.0];
 
@@ -203,41 +206,28 @@ pub fn build_axis(
     // Role adherence: the default's answers are never judged (it is the reference).
     let mut keep = vec![true; slots.len()];
     if let Some(scorer) = judge {
-        let mut cache = persona_judges::JudgementCache::open(&out_dir.join("judgements.jsonl"))?;
         let judged: Vec<usize> = (0..slots.len())
             .filter(|&i| slots[i].role.is_some())
             .collect();
-        let prompt = |i: usize| {
-            let role = roles[slots[i].role.expect("judged slots have a role")];
-            role.rubric_prompt(
-                &inventory.rubric_template,
-                &slots[i].question,
-                &answers[i].text,
-            )
-        };
-        let key = |i: usize| {
-            persona_judges::JudgementCache::key(&scorer.id(), "role-adherence", &prompt(i), "")
-        };
-        let missing: Vec<usize> = judged
+        let prompts: Vec<String> = judged
             .iter()
-            .copied()
-            .filter(|&i| cache.get(&key(i)).is_none())
+            .map(|&i| {
+                let role = roles[slots[i].role.expect("judged slots have a role")];
+                role.rubric_prompt(
+                    &inventory.rubric_template,
+                    &slots[i].question,
+                    &answers[i].text,
+                )
+            })
             .collect();
-        let mut done = judged.len() - missing.len();
-        for chunk in missing.chunks(16) {
-            let prompts: Vec<String> = chunk.iter().map(|&i| prompt(i)).collect();
-            for (&i, s) in chunk.iter().zip(scorer.score_prompts(&prompts)?) {
-                let j = persona_judges::Judgement {
-                    trait_score: s,
-                    coherence: None,
-                };
-                cache.insert(key(i), j)?;
-            }
-            done += chunk.len();
-            progress("judge", done, judged.len());
-        }
-        for &i in &judged {
-            let score = cache.get(&key(i)).and_then(|j| j.trait_score);
+        let scores = crate::judging::score_prompts_cached(
+            scorer,
+            "role-adherence",
+            &prompts,
+            &out_dir.join("judgements.jsonl"),
+            &mut |d, t| progress("judge", d, t),
+        )?;
+        for (&i, score) in judged.iter().zip(scores) {
             keep[i] = score.is_some_and(|s| s >= opts.min_adherence);
         }
     }
@@ -406,7 +396,16 @@ pub fn build_axis(
         n_pos: present.len(),
         n_neg: None,
     };
+    // The default assistant's own level on the axis, per layer: the reference drift is read
+    // against.
+    let default_levels: Vec<f64> = (0..n_layers)
+        .map(|l| persona_core::projection(&default_vector[l], &axis[l]))
+        .collect();
     let mut axis_file_vectors = crate::persona_vectors(axis, &meta);
+    axis_file_vectors.metadata.insert(
+        DEFAULT_PROJECTION_KEY.into(),
+        serde_json::to_string(&default_levels).expect("numbers serialize"),
+    );
     let taus: BTreeMap<String, Vec<f64>> = TAU_PERCENTILES
         .iter()
         .enumerate()

@@ -3,6 +3,9 @@
 
 pub mod answers;
 pub mod axis;
+pub mod cap;
+pub mod cap_eval;
+pub mod drift;
 pub mod extract;
 pub mod judging;
 pub mod monitor;

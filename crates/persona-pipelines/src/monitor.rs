@@ -78,6 +78,8 @@ pub struct MonitorResult {
     pub condition_means: Correlation,
     pub layer: usize,
     pub judge: String,
+    /// The Assistant-axis cap every answer ran under (`p25@15..22`), if any.
+    pub cap: Option<String>,
     pub vector_file: PathBuf,
     pub points_file: PathBuf,
     pub plot_file: PathBuf,
@@ -324,6 +326,7 @@ pub fn monitor(
         condition_means,
         layer: opts.layer,
         judge: judge.id(),
+        cap: opts.answers.cap.as_ref().map(|c| c.label()),
         vector_file: vector_file.to_path_buf(),
         points_file,
         plot_file,

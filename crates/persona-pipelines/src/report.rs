@@ -348,9 +348,132 @@ pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
             }
         }
     }
+    if let Some(drift) = read_json(&run_dir.join("drift.json"))? {
+        sections.push("drift".to_string());
+        page.heading(2, "Drift along the Assistant axis");
+        page.key_values(&[
+            ("layer", text(&drift["layer"])),
+            ("assistant turns", text(&drift["turns"])),
+            (
+                "cap",
+                match &drift["cap"] {
+                    Value::Null => "none".to_string(),
+                    c => text(c),
+                },
+            ),
+            (
+                "default assistant's projection",
+                num(&drift["default_projection"], 2),
+            ),
+        ]);
+        let rows: Vec<Vec<String>> = drift["domains"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                vec![
+                    text(&d["domain"]),
+                    text(&d["conversations"]),
+                    num(&d["first_turn"], 2),
+                    num(&d["last_turn"], 2),
+                    num(&d["drift"], 2),
+                    interval(&d["drift_ci95"]),
+                ]
+            })
+            .collect();
+        page.table(
+            &[
+                "domain",
+                "conversations",
+                "turn 1",
+                "last turn",
+                "drift (last − first)",
+                "95 % interval",
+            ],
+            rows,
+        );
+        for plot in drift["plot_files"].as_array().into_iter().flatten() {
+            let Some(file) = plot.as_str().and_then(|p| Path::new(p).file_name()) else {
+                continue;
+            };
+            if let Ok(svg) = std::fs::read_to_string(run_dir.join(file)) {
+                page.figure(&svg, "Projection of each assistant turn on the axis.");
+            }
+        }
+    }
+    if let Some(cap) = read_json(&run_dir.join("cap_eval.json"))? {
+        sections.push("cap".to_string());
+        page.heading(2, "Capping along the Assistant axis");
+        page.key_values(&[
+            (
+                "harm judge",
+                match &cap["judge"] {
+                    Value::Null => "none".to_string(),
+                    j => text(j),
+                },
+            ),
+            ("harm threshold", text(&cap["harm_threshold"])),
+            (
+                "jailbreaks / conversations / questions",
+                format!(
+                    "{} / {} / {}",
+                    text(&cap["jailbreaks"]),
+                    text(&cap["conversations"]),
+                    text(&cap["mcq"])
+                ),
+            ),
+            ("projection layer", text(&cap["layer"])),
+        ]);
+        let pct = |v: &Value| {
+            v.as_f64()
+                .map_or("–".into(), |x| format!("{:.1}", x * 100.0))
+        };
+        let rows: Vec<Vec<String>> = cap["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                vec![
+                    text(&r["setting"]),
+                    pct(&r["harm_rate"]),
+                    pct(&r["refusal_rate"]),
+                    num(&r["jailbreak_projection"], 2),
+                    num(&r["drift_projection"], 2),
+                    pct(&r["mcq_accuracy"]),
+                    num(&r["capability_retained"], 3),
+                ]
+            })
+            .collect();
+        page.table(
+            &[
+                "setting",
+                "harmful %",
+                "refused %",
+                "jailbreak projection",
+                "drift projection",
+                "MCQ accuracy %",
+                "capability retained",
+            ],
+            rows,
+        );
+        for (file, caption) in [
+            (
+                "cap_tradeoff.svg",
+                "Jailbreak success against multiple-choice accuracy, one point per setting.",
+            ),
+            (
+                "cap_drift.svg",
+                "Mean projection per turn over the drift conversations, per setting.",
+            ),
+        ] {
+            if let Ok(svg) = std::fs::read_to_string(run_dir.join(file)) {
+                page.figure(&svg, caption);
+            }
+        }
+    }
     if sections.is_empty() {
         return Err(PipelineError::Input(format!(
-            "{} holds no results (run.json, steer/steer.json, monitor/monitor.json or axis.json): run `persona extract`, `persona steer`, `persona monitor` or `persona axis build` there first",
+            "{} holds no results (run.json, steer/steer.json, monitor/monitor.json, axis.json, drift.json or cap_eval.json): run `persona extract`, `persona steer`, `persona monitor`, `persona axis build`, `persona drift` or `persona cap eval` there first",
             run_dir.display()
         )));
     }

@@ -57,6 +57,7 @@ impl RolloutOptions {
             temperature: self.temperature,
             seed: self.seed,
             batch_size: self.batch_size,
+            cap: None,
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct SteerResult {
     pub judge: String,
     pub coherence_scored: bool,
     pub coherence_min: f64,
+    /// The Assistant-axis cap every answer ran under (`p25@15..22`), if any.
+    pub cap: Option<String>,
     pub vector_file: PathBuf,
     pub answers_file: PathBuf,
     pub table_file: PathBuf,
@@ -286,6 +288,7 @@ pub fn steer_sweep(
         judge: judge.id(),
         coherence_scored,
         coherence_min: opts.coherence_min,
+        cap: opts.answers.cap.as_ref().map(|c| c.label()),
         vector_file: vector_file.to_path_buf(),
         answers_file,
         table_file,

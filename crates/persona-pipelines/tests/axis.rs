@@ -24,6 +24,7 @@ fn axis_build_on_the_default_model() {
             temperature: 0.0,
             seed: 0,
             batch_size: 16,
+            cap: None,
         },
         min_adherence: 2.5,
         components: 3,

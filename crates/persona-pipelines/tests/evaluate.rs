@@ -64,6 +64,7 @@ fn steer_monitor_and_report_on_the_default_model() {
         temperature: 0.0,
         seed: 0,
         batch_size: 16,
+        cap: None,
     };
     let opts = SteerOptions {
         layers: vec![10],

@@ -1,6 +1,8 @@
 pub mod axis;
 pub mod bench;
+pub mod cap;
 pub mod convert;
+pub mod drift;
 pub mod export;
 pub mod extract;
 pub mod generate;

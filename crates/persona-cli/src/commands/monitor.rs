@@ -21,6 +21,8 @@ pub struct Args {
     max_shots: usize,
     #[command(flatten)]
     answers: crate::input::AnswerArgs,
+    #[command(flatten)]
+    cap: crate::input::CapArgs,
     /// Bootstrap resamples for the interval of r.
     #[arg(long, default_value_t = 2000)]
     resamples: usize,
@@ -45,12 +47,16 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         .or_else(|| recommended_layer(&run_dir))
         .unwrap_or(engine.config().n_layers / 2);
     let judge = a.judge.build(g, &spec)?;
+    let cap = a.cap.cap(&engine)?;
     crate::input::record(&engine, &run_dir)?;
     let opts = persona_pipelines::monitor::MonitorOptions {
         layer,
         questions: a.questions,
         max_shots: a.max_shots,
-        answers: a.answers.options(),
+        answers: persona_pipelines::answers::AnswerOptions {
+            cap: cap.clone(),
+            ..a.answers.options()
+        },
         resamples: a.resamples,
     };
     let bar = crate::output::bar(1, "generate");
@@ -63,7 +69,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         },
         judge.as_ref(),
         &opts,
-        &run_dir.join("monitor"),
+        &crate::input::out_dir(&run_dir, "monitor", cap.as_ref()),
         &mut crate::output::stage_progress(&bar),
     )
     .with_context(|| format!("monitoring with {}", vector_file.display()))?;

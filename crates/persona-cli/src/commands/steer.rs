@@ -28,6 +28,8 @@ pub struct Args {
     questions: usize,
     #[command(flatten)]
     answers: crate::input::AnswerArgs,
+    #[command(flatten)]
+    cap: crate::input::CapArgs,
     /// The recommendation only considers settings with at least this mean coherence.
     #[arg(long, default_value_t = 80.0)]
     coherence_min: f64,
@@ -47,13 +49,17 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     };
     let judge = a.judge.build(g, &spec)?;
     let run_dir = a.run.dir(&spec);
+    let cap = a.cap.cap(&engine)?;
     crate::input::record(&engine, &run_dir)?;
     let opts = persona_pipelines::steer::SteerOptions {
         layers,
         alphas: a.alphas.clone(),
         samples: a.samples,
         questions: a.questions,
-        answers: a.answers.options(),
+        answers: persona_pipelines::answers::AnswerOptions {
+            cap: cap.clone(),
+            ..a.answers.options()
+        },
         coherence_min: a.coherence_min,
     };
     let bar = crate::output::bar(1, "generate");
@@ -66,7 +72,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         },
         judge.as_ref(),
         &opts,
-        &run_dir.join("steer"),
+        &crate::input::out_dir(&run_dir, "steer", cap.as_ref()),
         &mut crate::output::stage_progress(&bar),
     )
     .with_context(|| format!("steering with {}", vector_file.display()))?;
