@@ -249,6 +249,13 @@ impl TraitRun {
     }
 }
 
+/// The layer `persona steer` recommended in a trait's run folder, if any.
+pub fn recommended_layer(run_dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(run_dir.join("steer").join("steer.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["recommended"]["layer"].as_u64().map(|l| l as usize)
+}
+
 /// Notes the command line and the model in the run folder, for `persona report`.
 pub fn record(engine: &Engine, run_dir: &Path) -> anyhow::Result<()> {
     let command: Vec<String> = std::env::args().collect();

@@ -66,6 +66,9 @@ enum Command {
     Drift(commands::drift::Args),
     /// What the Assistant-axis cap does: `persona cap eval`.
     Cap(commands::cap::Args),
+    /// Before finetuning: how far each dataset response sits along a trait's vector beyond
+    /// the model's own response to the same prompt (ΔP), ranked, with a filtered dataset.
+    Screen(commands::screen::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
     Export(commands::export::Args),
     /// Read vectors from llama.cpp / repeng GGUF control vectors or the Persona Vectors and
@@ -122,6 +125,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Axis(a) => commands::axis::run(&g, a),
         Command::Drift(a) => commands::drift::run(&g, a),
         Command::Cap(a) => commands::cap::run(&g, a),
+        Command::Screen(a) => commands::screen::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
         Command::Import(a) => commands::import::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),

@@ -646,6 +646,41 @@ fn axis_build_prints_the_fields_scripts_use() {
         ],
         &["5-9", "START..END"],
     );
+    // Screening a dataset along any vector file (here the axis), with --top.
+    let data = dir.path().join("data.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"Who are you?\", \"response\": \"Arr, a pirate!\"}\n{\"prompt\": \"Who are you?\", \"response\": \"I am a helpful assistant.\"}\n",
+    )
+    .unwrap();
+    let vector = format!("assistant={axis}");
+    let s = json(&[
+        "screen",
+        data.to_str().unwrap(),
+        "--vector",
+        &vector,
+        "--top",
+        "1",
+        "--max-tokens",
+        "4",
+        "--out",
+        dir.path().join("screen").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(s["samples"], 2);
+    assert_eq!(s["ranked_by"], "assistant");
+    let t = &s["traits"][0];
+    assert!(t["mean_delta"].is_f64() && t["ci95"].is_array() && t["layer"] == 15);
+    assert!(Path::new(s["filtered_file"].as_str().unwrap()).is_file());
+    fails_with(
+        &["screen", data.to_str().unwrap(), "--traits", "nosuchtrait"],
+        &["persona extract nosuchtrait", "--vector"],
+    );
+    fails_with(
+        &["screen", "missing.jsonl", "--traits", "optimistic"],
+        &["missing.jsonl"],
+    );
     fails_with(&["axis", "build", "--prompts", "0"], &["--prompts"]);
     fails_with(
         &["axis", "build", "--roles-dir", dir.path().to_str().unwrap()],

@@ -31,23 +31,44 @@ enum Record {
     Pair { prompt: String, response: String },
 }
 
-/// Reads every line; a bad line is an error naming its number, never skipped.
-pub fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>, DatasetError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DatasetError::Read {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |message: String| DatasetError::Line {
+/// One conversation of a dataset file, with where it came from.
+#[derive(Debug, Clone)]
+pub struct DatasetRecord {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// The line as written (to copy samples into a filtered dataset unchanged).
+    pub raw: String,
+    pub messages: Vec<Message>,
+}
+
+/// Streams a dataset file a line at a time: memory stays flat however large the file is.
+/// Blank lines are skipped; a bad line is an error naming its number, never skipped.
+pub struct ConversationReader {
+    path: PathBuf,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    line: usize,
+}
+
+impl ConversationReader {
+    pub fn open(path: &Path) -> Result<Self, DatasetError> {
+        let file = std::fs::File::open(path).map_err(|e| DatasetError::Read {
             path: path.to_path_buf(),
-            line: i + 1,
+            source: e,
+        })?;
+        Ok(ConversationReader {
+            path: path.to_path_buf(),
+            lines: std::io::BufRead::lines(std::io::BufReader::new(file)),
+            line: 0,
+        })
+    }
+
+    fn parse(&self, raw: String) -> Result<DatasetRecord, DatasetError> {
+        let bad = |message: String| DatasetError::Line {
+            path: self.path.clone(),
+            line: self.line,
             message,
         };
-        let record: Record = serde_json::from_str(line).map_err(|e| {
+        let record: Record = serde_json::from_str(&raw).map_err(|e| {
             bad(format!(
                 "not a {{\"messages\": [...]}} or {{\"prompt\", \"response\"}} record ({e})"
             ))
@@ -62,8 +83,41 @@ pub fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>, DatasetError
         if messages.is_empty() {
             return Err(bad("the conversation has no messages".into()));
         }
-        out.push(messages);
+        Ok(DatasetRecord {
+            line: self.line,
+            raw,
+            messages,
+        })
     }
+}
+
+impl Iterator for ConversationReader {
+    type Item = Result<DatasetRecord, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.line += 1;
+            let raw = match self.lines.next()? {
+                Ok(raw) => raw,
+                Err(e) => {
+                    return Some(Err(DatasetError::Read {
+                        path: self.path.clone(),
+                        source: e,
+                    }))
+                }
+            };
+            if !raw.trim().is_empty() {
+                return Some(self.parse(raw));
+            }
+        }
+    }
+}
+
+/// Reads every conversation of a dataset file (see [`ConversationReader`]).
+pub fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>, DatasetError> {
+    let out = ConversationReader::open(path)?
+        .map(|r| r.map(|r| r.messages))
+        .collect::<Result<Vec<_>, _>>()?;
     if out.is_empty() {
         return Err(DatasetError::Empty {
             path: path.to_path_buf(),

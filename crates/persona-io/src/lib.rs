@@ -12,7 +12,7 @@ mod jsonl;
 mod torch;
 
 pub use control_vector::{write_control_vector, ControlVectorOptions};
-pub use conversations::{read_conversations, DatasetError};
+pub use conversations::{read_conversations, ConversationReader, DatasetError, DatasetRecord};
 pub use import::{import_vectors, Imported, PtLayout};
 pub use jsonl::read_log;
 pub use torch::read_pt_matrix;

@@ -11,6 +11,7 @@ pub mod judging;
 pub mod monitor;
 pub mod report;
 pub mod rollouts;
+pub mod screen;
 pub mod steer;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub enum PipelineError {
     Answers(#[from] answers::AnswerError),
     #[error(transparent)]
     Judge(#[from] persona_judges::JudgeError),
+    #[error(transparent)]
+    Dataset(#[from] persona_io::DatasetError),
     #[error("{path} holds vectors of size {got} but the model's hidden size is {want}: it was made with another model")]
     VectorSize {
         path: PathBuf,

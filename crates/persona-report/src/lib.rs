@@ -46,43 +46,87 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
-///
-/// The bytes go to a hidden temporary file in the same folder (a rename is only atomic within
-/// one file system), are flushed to disk, and the temporary file is then renamed over `path`.
-/// On failure the temporary file is removed and `path` is left untouched. The folder must
-/// exist: creating folders is the caller's decision.
+/// Writes `bytes` to `path` so that readers see either the old file or the complete new one
+/// (see [`AtomicWriter`]).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let path = path.as_ref();
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("not a file path: {}", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    // Process id + counter: two writers (threads or processes) never share a temporary file.
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut w = AtomicWriter::create(path.as_ref())?;
+    w.write_all(bytes)?;
+    w.commit()
+}
+
+/// A file written in pieces (large outputs streamed out) that appears at its path only when
+/// complete: the bytes go to a hidden temporary file in the same folder (a rename is only
+/// atomic within one file system), [`AtomicWriter::commit`] flushes it to disk and renames it
+/// over the path. Dropped without a commit, or on a failed commit, the temporary file is
+/// removed and the path left untouched. The folder must exist: creating folders is the
+/// caller's decision.
+pub struct AtomicWriter {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl AtomicWriter {
+    pub fn create(path: &Path) -> std::io::Result<AtomicWriter> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let name = path.file_name().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("not a file path: {}", path.display()),
+            )
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        // Process id + counter: two writers (threads or processes) never share a temporary
+        // file.
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}-{}",
+            name.to_string_lossy(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&tmp)?;
+        Ok(AtomicWriter {
+            file: Some(std::io::BufWriter::new(file)),
+            tmp,
+            path: path.to_path_buf(),
+        })
     }
-    result
+
+    /// Flushes the bytes to disk and moves the file into place.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let file = self.file.take().expect("a writer commits once");
+        let result = (|| {
+            let f = file.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&self.tmp, &self.path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
+}
+
+impl Write for AtomicWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.as_mut().expect("not committed").write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for AtomicWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +164,17 @@ mod tests {
         assert!(write_atomic(&path, b"x").is_err());
         assert!(!path.exists());
         assert!(write_atomic(dir.path().join(".."), b"x").is_err());
+    }
+
+    #[test]
+    fn an_uncommitted_writer_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("top.jsonl");
+        write_atomic(&path, b"old").unwrap();
+        let mut w = AtomicWriter::create(&path).unwrap();
+        w.write_all(b"half").unwrap();
+        drop(w);
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

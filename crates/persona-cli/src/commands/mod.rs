@@ -11,6 +11,7 @@ pub mod info;
 pub mod monitor;
 pub mod report;
 pub mod score;
+pub mod screen;
 pub mod setup;
 pub mod steer;
 pub mod tokenize;

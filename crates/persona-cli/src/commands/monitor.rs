@@ -30,13 +30,6 @@ pub struct Args {
     judge: JudgeArgs,
 }
 
-/// The layer `persona steer` recommended in this run folder, if any.
-fn recommended_layer(run_dir: &std::path::Path) -> Option<usize> {
-    let text = std::fs::read_to_string(run_dir.join("steer").join("steer.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["recommended"]["layer"].as_u64().map(|l| l as usize)
-}
-
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let spec = persona_traits::resolve(&a.run.r#trait)?;
     let (vector_file, vectors) = a.run.vectors(&spec)?;
@@ -44,7 +37,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let run_dir = a.run.dir(&spec);
     let layer = a
         .layer
-        .or_else(|| recommended_layer(&run_dir))
+        .or_else(|| crate::input::recommended_layer(&run_dir))
         .unwrap_or(engine.config().n_layers / 2);
     let judge = a.judge.build(g, &spec)?;
     let cap = a.cap.cap(&engine)?;

@@ -1,0 +1,163 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use crate::input::{load_engine, AnswerArgs};
+use crate::output::emit;
+use crate::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The finetuning dataset: JSONL, one `{"messages": [...]}` per line ending with the
+    /// assistant's response, or `{"prompt", "response"}`.
+    dataset: PathBuf,
+    /// Traits to screen for, comma-separated; each one's vector is
+    /// runs/TRAIT/TRAIT_response_avg.safetensors (from `persona extract TRAIT`).
+    #[arg(long, value_delimiter = ',')]
+    traits: Vec<String>,
+    /// A vector file for a trait, NAME=FILE (repeatable; adds the trait or replaces its file).
+    #[arg(long, value_name = "NAME=FILE")]
+    vector: Vec<String>,
+    /// Layer to read every trait at (default: the layer `persona steer` recommended for the
+    /// trait, else the middle layer).
+    #[arg(long)]
+    layer: Option<usize>,
+    /// Write the K highest-ΔP samples (by the first trait) to top.jsonl and the dataset
+    /// without them to filtered.jsonl.
+    #[arg(long, default_value_t = 0)]
+    top: usize,
+    /// Samples measured together (memory holds one chunk's activations).
+    #[arg(long, default_value_t = 64)]
+    chunk: usize,
+    /// Output folder (default runs/screen/DATASET_NAME; its caches make a rerun resume).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    answers: AnswerArgs,
+}
+
+struct TraitInput {
+    name: String,
+    file: PathBuf,
+    vectors: persona_io::LayerVectors,
+    layer: usize,
+}
+
+fn trait_inputs(a: &Args, n_layers: usize) -> anyhow::Result<Vec<TraitInput>> {
+    let mut named: Vec<(String, Option<PathBuf>)> =
+        a.traits.iter().map(|t| (t.clone(), None)).collect();
+    for v in &a.vector {
+        let (name, file) = v
+            .split_once('=')
+            .with_context(|| format!("--vector `{v}` must be NAME=FILE"))?;
+        match named.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = Some(PathBuf::from(file)),
+            None => named.push((name.to_string(), Some(PathBuf::from(file)))),
+        }
+    }
+    if named.is_empty() {
+        bail!("name the traits to screen for: --traits optimistic,evil, or --vector NAME=FILE");
+    }
+    named
+        .into_iter()
+        .map(|(name, file)| {
+            let run_dir = Path::new("runs").join(&name);
+            let file = match file {
+                Some(f) => f,
+                None => {
+                    let f = run_dir.join(format!("{name}_response_avg.safetensors"));
+                    if !f.exists() {
+                        bail!(
+                            "no vector for {name} at {}: run `persona extract {name}` first, or give --vector {name}=FILE",
+                            f.display()
+                        );
+                    }
+                    f
+                }
+            };
+            let vectors = persona_io::LayerVectors::load(&file)?;
+            let layer = a
+                .layer
+                .or_else(|| crate::input::recommended_layer(&run_dir))
+                .unwrap_or(n_layers / 2);
+            Ok(TraitInput {
+                name,
+                file,
+                vectors,
+                layer,
+            })
+        })
+        .collect()
+}
+
+pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    if !a.dataset.is_file() {
+        bail!(
+            "no dataset at {}: give a JSONL file of chat samples",
+            a.dataset.display()
+        );
+    }
+    let engine = load_engine(g)?;
+    let inputs = trait_inputs(&a, engine.config().n_layers)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let stem = a
+            .dataset
+            .file_stem()
+            .map_or("dataset".into(), |s| s.to_string_lossy().to_string());
+        Path::new("runs").join("screen").join(stem)
+    });
+    crate::input::record(&engine, &out)?;
+    let traits: Vec<persona_pipelines::screen::ScreenTrait> = inputs
+        .iter()
+        .map(|t| persona_pipelines::screen::ScreenTrait {
+            name: &t.name,
+            layer: t.layer,
+            vectors: persona_pipelines::VectorSource {
+                vectors: &t.vectors,
+                file: &t.file,
+            },
+        })
+        .collect();
+    let opts = persona_pipelines::screen::ScreenOptions {
+        answers: a.answers.options(),
+        chunk: a.chunk,
+        top: a.top,
+    };
+    let bar = crate::output::bar(1, "screen");
+    let r = persona_pipelines::screen::screen(
+        &engine,
+        &a.dataset,
+        &traits,
+        &opts,
+        &out,
+        &mut crate::output::stage_progress(&bar),
+    )
+    .with_context(|| format!("screening {}", a.dataset.display()))?;
+    bar.finish_and_clear();
+    emit(g.format, &r, || {
+        println!("{} samples screened", r.samples);
+        println!(
+            "{:<16} {:>5} {:>10} {:>20} {:>12}",
+            "trait", "layer", "mean ΔP", "95% interval", "ΔP > 0"
+        );
+        for t in &r.traits {
+            println!(
+                "{:<16} {:>5} {:>10} {:>20} {:>11.0}%",
+                t.trait_name,
+                t.layer,
+                t.mean_delta.map_or("–".into(), |m| format!("{m:.3}")),
+                t.ci95
+                    .map_or("–".into(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]")),
+                t.positive_share.unwrap_or(f64::NAN) * 100.0
+            );
+        }
+        println!("ranked by {}: {}", r.ranked_by, r.table_file.display());
+        if let (Some(t), Some(f)) = (&r.top_file, &r.filtered_file) {
+            println!(
+                "highest-ΔP samples: {}  without them: {}",
+                t.display(),
+                f.display()
+            );
+        }
+    })
+}
