@@ -377,8 +377,7 @@ pub fn cap_eval(
         plot_files,
         out_dir: out_dir.to_path_buf(),
     };
-    let json = serde_json::to_string_pretty(&result).expect("results serialize");
-    crate::write_file(&out_dir.join("cap_eval.json"), json.as_bytes())?;
+    crate::write_json(&out_dir.join("cap_eval.json"), &result)?;
     Ok(result)
 }
 

@@ -270,8 +270,7 @@ pub fn run_drift(
         plot_files,
         out_dir: out_dir.to_path_buf(),
     };
-    let json = serde_json::to_string_pretty(&result).expect("results serialize");
-    crate::write_file(&out_dir.join("drift.json"), json.as_bytes())?;
+    crate::write_json(&out_dir.join("drift.json"), &result)?;
     Ok(result)
 }
 

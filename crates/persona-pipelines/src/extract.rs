@@ -290,7 +290,6 @@ pub fn extract_trait(
         mean_trait_neg: side_mean(Side::Neg),
         run_dir: run_dir.to_path_buf(),
     };
-    let summary = serde_json::to_string_pretty(&result).expect("results serialize");
-    crate::write_file(&run_dir.join("run.json"), summary.as_bytes())?;
+    crate::write_json(&run_dir.join("run.json"), &result)?;
     Ok(result)
 }

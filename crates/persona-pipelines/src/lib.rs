@@ -125,6 +125,12 @@ pub(crate) fn write_jsonl<T: serde::Serialize>(
     write_file(path, text.as_bytes())
 }
 
+/// Writes a result as pretty JSON, atomically.
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), PipelineError> {
+    let json = serde_json::to_string_pretty(value).expect("results serialize");
+    write_file(path, json.as_bytes())
+}
+
 /// Writes a result file atomically (a crash leaves the old file or the new one).
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
     persona_report::write_atomic(path, bytes).map_err(|e| PipelineError::Write {

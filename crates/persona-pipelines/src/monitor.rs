@@ -332,8 +332,7 @@ pub fn monitor(
         plot_file,
         out_dir: out_dir.to_path_buf(),
     };
-    let json = serde_json::to_string_pretty(&result).expect("results serialize");
-    crate::write_file(&out_dir.join("monitor.json"), json.as_bytes())?;
+    crate::write_json(&out_dir.join("monitor.json"), &result)?;
     Ok(result)
 }
 

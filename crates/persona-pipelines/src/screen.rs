@@ -243,8 +243,7 @@ pub fn screen(
         filtered_file,
         out_dir: out_dir.to_path_buf(),
     };
-    let json = serde_json::to_string_pretty(&result).expect("results serialize");
-    crate::write_file(&out_dir.join("screen.json"), json.as_bytes())?;
+    crate::write_json(&out_dir.join("screen.json"), &result)?;
     Ok(result)
 }
 

@@ -295,8 +295,7 @@ pub fn steer_sweep(
         plot_file,
         out_dir: out_dir.to_path_buf(),
     };
-    let json = serde_json::to_string_pretty(&result).expect("results serialize");
-    crate::write_file(&out_dir.join("steer.json"), json.as_bytes())?;
+    crate::write_json(&out_dir.join("steer.json"), &result)?;
     Ok(result)
 }
 
