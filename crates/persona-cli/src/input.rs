@@ -9,7 +9,13 @@ use crate::Global;
 
 /// Resolves `--model` and loads it.
 pub fn load_engine(g: &Global) -> anyhow::Result<Engine> {
-    let path = model_path(g)?;
+    load_named(g, None)
+}
+
+/// Loads a model named on the command line (a .gguf file, a Hugging Face folder or a cached
+/// model's name), or `--model` when none is named, in the `--weights` layout.
+pub fn load_named(g: &Global, name: Option<&str>) -> anyhow::Result<Engine> {
+    let path = resolve_model(g, name)?;
     let opts = LoadOptions {
         weights: g.weights,
         ..Default::default()
@@ -17,9 +23,17 @@ pub fn load_engine(g: &Global) -> anyhow::Result<Engine> {
     Engine::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
 }
 
+/// The path of `--model` (or the default model).
 pub fn model_path(g: &Global) -> anyhow::Result<PathBuf> {
+    resolve_model(g, None)
+}
+
+fn resolve_model(g: &Global, name: Option<&str>) -> anyhow::Result<PathBuf> {
     let cache = persona_models::ModelCache::from_env()?;
-    Ok(persona_models::resolve(&cache, g.model.as_deref())?)
+    Ok(persona_models::resolve(
+        &cache,
+        name.or(g.model.as_deref()),
+    )?)
 }
 
 /// Chat messages from `--messages FILE` or `--system` / `--user`.

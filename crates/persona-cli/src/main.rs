@@ -69,6 +69,9 @@ enum Command {
     /// Before finetuning: how far each dataset response sits along a trait's vector beyond
     /// the model's own response to the same prompt (ΔP), ranked, with a filtered dataset.
     Screen(commands::screen::Args),
+    /// After finetuning: the tuned model's shift along a trait's vector against the base
+    /// model, and the judged change in the trait.
+    Shift(commands::shift::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
     Export(commands::export::Args),
     /// Read vectors from llama.cpp / repeng GGUF control vectors or the Persona Vectors and
@@ -126,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drift(a) => commands::drift::run(&g, a),
         Command::Cap(a) => commands::cap::run(&g, a),
         Command::Screen(a) => commands::screen::run(&g, a),
+        Command::Shift(a) => commands::shift::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
         Command::Import(a) => commands::import::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),

@@ -445,6 +445,27 @@ fn extract_a_trait_end_to_end() {
     // 8 system-prompt levels, 0 and 1 shots, over the spec's one evaluation question.
     assert_eq!(m["rows"].as_array().unwrap().len(), 10);
     assert!(m.get("pearson_r").is_some() && m.get("ci95").is_some());
+    // The shift of a model against itself is exactly zero, in projection and in trait score.
+    let t = json(&[
+        "shift",
+        spec,
+        "--run",
+        run,
+        "--tuned",
+        "smollm2-135m",
+        "--layer",
+        "10",
+        "--max-tokens",
+        "8",
+        "--judge",
+        "lexicon",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(t["questions"], 1);
+    assert_eq!(t["shift"], 0.0);
+    assert_eq!(t["trait_change"], 0.0);
+    assert_eq!(t["base_model"], t["tuned_model"]);
     let r = json(&["report", run, "--format", "json"]);
     assert_eq!(
         r["sections"],

@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod report;
 pub mod rollouts;
 pub mod screen;
+pub mod shift;
 pub mod steer;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@ pub mod report;
 pub mod score;
 pub mod screen;
 pub mod setup;
+pub mod shift;
 pub mod steer;
 pub mod tokenize;
 pub mod traits;

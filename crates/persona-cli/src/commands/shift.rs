@@ -1,0 +1,98 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::input::{load_named, AnswerArgs, TraitRun};
+use crate::judge::JudgeArgs;
+use crate::output::emit;
+use crate::Global;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    run: TraitRun,
+    /// The model before finetuning (default: --model, else the default model).
+    #[arg(long)]
+    base: Option<String>,
+    /// The finetuned model: a .gguf file, a Hugging Face folder, or a cached model's name.
+    #[arg(long)]
+    tuned: String,
+    /// Layer to read the projection at (default: the layer `persona steer` recommended, else
+    /// the middle layer).
+    #[arg(long)]
+    layer: Option<usize>,
+    /// How many evaluation questions (0: all 20).
+    #[arg(long, default_value_t = 0)]
+    questions: usize,
+    /// Output folder (default: the run folder's shift-TUNED_NAME).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    answers: AnswerArgs,
+    #[command(flatten)]
+    judge: JudgeArgs,
+}
+
+pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    let spec = persona_traits::resolve(&a.run.r#trait)?;
+    let (vector_file, vectors) = a.run.vectors(&spec)?;
+    let base = load_named(g, a.base.as_deref())?;
+    let tuned = load_named(g, Some(&a.tuned))?;
+    let run_dir = a.run.dir(&spec);
+    let layer = a
+        .layer
+        .or_else(|| crate::input::recommended_layer(&run_dir))
+        .unwrap_or(base.config().n_layers / 2);
+    let judge = a.judge.build(g, &spec)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let stem = std::path::Path::new(&a.tuned)
+            .file_stem()
+            .map_or("tuned".into(), |s| s.to_string_lossy().to_string());
+        run_dir.join(format!("shift-{stem}"))
+    });
+    crate::input::record(&tuned, &out)?;
+    let opts = persona_pipelines::shift::ShiftOptions {
+        layer,
+        questions: a.questions,
+        answers: a.answers.options(),
+    };
+    let bar = crate::output::bar(1, "base answers");
+    let r = persona_pipelines::shift::measure_shift(
+        &base,
+        &tuned,
+        &spec,
+        persona_pipelines::VectorSource {
+            vectors: &vectors,
+            file: &vector_file,
+        },
+        judge.as_ref(),
+        &opts,
+        &out,
+        &mut crate::output::stage_progress(&bar),
+    )
+    .with_context(|| format!("measuring the shift of {}", a.tuned))?;
+    bar.finish_and_clear();
+    emit(g.format, &r, || {
+        let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.3}"));
+        let ci = |c: Option<(f64, f64)>| {
+            c.map_or("–".into(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"))
+        };
+        println!(
+            "{} over {} questions at layer {} (judge {})",
+            spec.name, r.questions, r.layer, r.judge
+        );
+        println!(
+            "shift along v̂ (tuned − base, last prompt token): {} {}",
+            f(r.shift),
+            ci(r.shift_ci95)
+        );
+        println!(
+            "trait score: base {}, tuned {}, change {} {}",
+            f(r.base_trait),
+            f(r.tuned_trait),
+            f(r.trait_change),
+            ci(r.trait_change_ci95)
+        );
+        println!("per question: {}", r.rows_file.display());
+    })
+}

@@ -1,0 +1,194 @@
+//! After finetuning: how far the tuned model moved along a trait's vector, and whether its
+//! answers show the trait more. The shift is the mean over the trait's evaluation questions of
+//! (h_tuned − h_base) · v̂ at the last prompt token, before either model has answered; the trait
+//! change is the judged score of the tuned model's answers minus the base model's.
+
+use std::path::{Path, PathBuf};
+
+use persona_engine::{Engine, Message};
+use persona_judges::Judge;
+use persona_traits::TraitSpec;
+use serde::Serialize;
+
+use crate::answers::{answer_all, Answer, AnswerOptions, AnswerRequest, Probe};
+use crate::PipelineError;
+
+#[derive(Debug, Clone)]
+pub struct ShiftOptions {
+    /// The layer whose `resid_post` is projected on v̂.
+    pub layer: usize,
+    /// How many evaluation questions (0: all).
+    pub questions: usize,
+    pub answers: AnswerOptions,
+}
+
+/// One evaluation question under both models.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuestionShift {
+    pub question: String,
+    pub base_projection: Option<f64>,
+    pub tuned_projection: Option<f64>,
+    /// tuned − base projection at the last prompt token.
+    pub shift: Option<f64>,
+    pub base_trait: Option<f64>,
+    pub tuned_trait: Option<f64>,
+    pub base_answer: String,
+    pub tuned_answer: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShiftResult {
+    pub layer: usize,
+    /// Mean shift along v̂ over the questions, with a normal 95 % interval.
+    pub shift: Option<f64>,
+    pub shift_ci95: Option<(f64, f64)>,
+    /// Mean judged trait score of each model's answers.
+    pub base_trait: Option<f64>,
+    pub tuned_trait: Option<f64>,
+    /// Mean over questions of (tuned − base) trait score, with a normal 95 % interval.
+    pub trait_change: Option<f64>,
+    pub trait_change_ci95: Option<(f64, f64)>,
+    pub questions: usize,
+    pub judge: String,
+    pub base_model: String,
+    pub tuned_model: String,
+    pub rows_file: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+fn mean_ci(values: impl IntoIterator<Item = f64>) -> (Option<f64>, Option<(f64, f64)>) {
+    let v: Vec<f64> = values.into_iter().collect();
+    match persona_core::stats::mean_ci95(&v) {
+        Some((m, ci)) => (Some(m), ci),
+        None => (None, None),
+    }
+}
+
+/// Measures the shift of `tuned` against `base` for one trait; writes `shift.json` and
+/// `shift_questions.jsonl` to `out_dir` (answers and judgements are cached there).
+#[allow(clippy::too_many_arguments)]
+pub fn measure_shift(
+    base: &Engine,
+    tuned: &Engine,
+    spec: &TraitSpec,
+    vector: crate::VectorSource,
+    judge: &dyn Judge,
+    opts: &ShiftOptions,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<ShiftResult, PipelineError> {
+    let (b, t) = (base.config(), tuned.config());
+    if (b.n_layers, b.d_model) != (t.n_layers, t.d_model) {
+        return Err(PipelineError::Input(format!(
+            "the tuned model has {} layers of width {} but the base model {} of width {}: give the model the tuned one was trained from as --base",
+            t.n_layers, t.d_model, b.n_layers, b.d_model
+        )));
+    }
+    let direction = vector.vectors.get(opts.layer, vector.file)?;
+    let probe = Probe {
+        layer: opts.layer,
+        direction,
+    };
+    crate::create_dir(out_dir)?;
+    let questions: Vec<&String> = match opts.questions {
+        0 => spec.evaluation_questions.iter().collect(),
+        n => spec.evaluation_questions.iter().take(n).collect(),
+    };
+    if questions.is_empty() {
+        return Err(PipelineError::Input(format!(
+            "the trait {} has no evaluation questions",
+            spec.name
+        )));
+    }
+    // Keyed by the model's weights too, so answers cached for one tuned model are never
+    // taken for another's.
+    let requests_for = |engine: &Engine| -> Result<Vec<AnswerRequest>, PipelineError> {
+        let model = engine.model_sha256()?;
+        Ok(questions
+            .iter()
+            .enumerate()
+            .map(|(i, q)| AnswerRequest {
+                key: format!("{model}|{}|q{i}", spec.name),
+                messages: vec![Message::new("user", q.as_str())],
+                steer: None,
+            })
+            .collect())
+    };
+    let requests = requests_for(base)?;
+    let tuned_requests = requests_for(tuned)?;
+    let mut answer = |engine: &Engine,
+                      requests: &[AnswerRequest],
+                      which: &str|
+     -> Result<Vec<Answer>, PipelineError> {
+        let stage = format!("{which} answers");
+        Ok(answer_all(
+            engine,
+            requests,
+            &opts.answers,
+            None,
+            Some(probe),
+            &out_dir.join("answers_cache.jsonl"),
+            &mut |d, n| progress(&stage, d, n),
+        )?)
+    };
+    let base_answers = answer(base, &requests, "base")?;
+    let tuned_answers = answer(tuned, &tuned_requests, "tuned")?;
+    let mut judge_side = |answers: &[Answer], which: &str| {
+        let stage = format!("judge {which}");
+        crate::judging::judge_answers(
+            judge,
+            spec,
+            &requests,
+            answers,
+            &out_dir.join("judgements.jsonl"),
+            &mut |d, n| progress(&stage, d, n),
+        )
+    };
+    let base_judged = judge_side(&base_answers, "base")?;
+    let tuned_judged = judge_side(&tuned_answers, "tuned")?;
+
+    let rows: Vec<QuestionShift> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let (bp, tp) = (
+                base_answers[i].last_prompt_projection,
+                tuned_answers[i].last_prompt_projection,
+            );
+            QuestionShift {
+                question: q.to_string(),
+                base_projection: bp,
+                tuned_projection: tp,
+                shift: bp.zip(tp).map(|(b, t)| t - b),
+                base_trait: base_judged[i].trait_score,
+                tuned_trait: tuned_judged[i].trait_score,
+                base_answer: base_answers[i].text.clone(),
+                tuned_answer: tuned_answers[i].text.clone(),
+            }
+        })
+        .collect();
+    let (shift, shift_ci95) = mean_ci(rows.iter().filter_map(|r| r.shift));
+    let (trait_change, trait_change_ci95) = mean_ci(
+        rows.iter()
+            .filter_map(|r| r.base_trait.zip(r.tuned_trait).map(|(b, t)| t - b)),
+    );
+    let rows_file = out_dir.join("shift_questions.jsonl");
+    crate::write_jsonl(&rows_file, &rows)?;
+    let result = ShiftResult {
+        layer: opts.layer,
+        shift,
+        shift_ci95,
+        base_trait: mean_ci(rows.iter().filter_map(|r| r.base_trait)).0,
+        tuned_trait: mean_ci(rows.iter().filter_map(|r| r.tuned_trait)).0,
+        trait_change,
+        trait_change_ci95,
+        questions: rows.len(),
+        judge: judge.id(),
+        base_model: base.model_id()?,
+        tuned_model: tuned.model_id()?,
+        rows_file,
+        out_dir: out_dir.to_path_buf(),
+    };
+    crate::write_json(&out_dir.join("shift.json"), &result)?;
+    Ok(result)
+}
