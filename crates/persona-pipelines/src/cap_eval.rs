@@ -428,13 +428,14 @@ fn cap_csv(rows: &[CapEvalRow]) -> String {
 /// Jailbreak success against capability, one labelled point per setting: the judged harm rate
 /// (with a judge) and the share of answers without a refusal.
 fn tradeoff_chart(rows: &[CapEvalRow], judged: bool) -> Chart {
-    let percent = |x: f64, rate: Option<f64>, ci: Option<(f64, f64)>, label: &str| {
+    // One series carries the settings' names: both share x, and two labels per point collide.
+    let percent = |x: f64, rate: Option<f64>, ci: Option<(f64, f64)>, label: Option<&str>| {
         let (lo, hi) = ci?;
-        Some(
-            Point::new(x, rate? * 100.0)
-                .with_err(lo * 100.0, hi * 100.0)
-                .with_label(label),
-        )
+        let p = Point::new(x, rate? * 100.0).with_err(lo * 100.0, hi * 100.0);
+        Some(match label {
+            Some(l) => p.with_label(l),
+            None => p,
+        })
     };
     let mut harm = Vec::new();
     let mut complied = Vec::new();
@@ -442,10 +443,15 @@ fn tradeoff_chart(rows: &[CapEvalRow], judged: bool) -> Chart {
         let Some(x) = r.mcq_accuracy.map(|a| a * 100.0) else {
             continue;
         };
-        harm.extend(percent(x, r.harm_rate, r.harm_ci95, &r.setting));
+        let (harm_label, refusal_label) = if judged {
+            (Some(r.setting.as_str()), None)
+        } else {
+            (None, Some(r.setting.as_str()))
+        };
+        harm.extend(percent(x, r.harm_rate, r.harm_ci95, harm_label));
         let no_refusal = r.refusal_rate.map(|v| 1.0 - v);
         let ci = r.refusal_ci95.map(|(lo, hi)| (1.0 - hi, 1.0 - lo));
-        complied.extend(percent(x, no_refusal, ci, &r.setting));
+        complied.extend(percent(x, no_refusal, ci, refusal_label));
     }
     let mut chart = Chart::new(
         "Cap settings: jailbreak success against capability",
