@@ -13,14 +13,30 @@ pub fn load_engine(g: &Global) -> anyhow::Result<Engine> {
 }
 
 /// Loads a model named on the command line (a .gguf file, a Hugging Face folder or a cached
-/// model's name), or `--model` when none is named, in the `--weights` layout.
+/// model's name), or `--model` when none is named, in the `--weights` layout, with `--adapter`
+/// merged in.
 pub fn load_named(g: &Global, name: Option<&str>) -> anyhow::Result<Engine> {
+    load_with(g, name, g.adapter.as_deref(), g.weights)
+}
+
+/// Loads a model with an explicit adapter and weight layout.
+pub fn load_with(
+    g: &Global,
+    name: Option<&str>,
+    adapter: Option<&Path>,
+    weights: persona_engine::WeightMode,
+) -> anyhow::Result<Engine> {
     let path = resolve_model(g, name)?;
     let opts = LoadOptions {
-        weights: g.weights,
+        weights,
+        adapter: adapter.map(Path::to_path_buf),
         ..Default::default()
     };
-    Engine::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
+    let what = match adapter {
+        Some(a) => format!("{} with the adapter {}", path.display(), a.display()),
+        None => path.display().to_string(),
+    };
+    Engine::load(&path, &opts).with_context(|| format!("loading {what}"))
 }
 
 /// The path of `--model` (or the default model).

@@ -20,6 +20,10 @@ struct Cli {
     /// model folder. Default: the embedded SmolLM2-135M-Instruct.
     #[arg(long, global = true)]
     model: Option<String>,
+    /// A LoRA adapter folder (from `persona finetune`, or PEFT) merged into the model's
+    /// weights at load.
+    #[arg(long, global = true)]
+    adapter: Option<std::path::PathBuf>,
     /// CPU threads for tensor work (default: all cores; tests use 1).
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -72,6 +76,9 @@ enum Command {
     /// After finetuning: the tuned model's shift along a trait's vector against the base
     /// model, and the judged change in the trait.
     Shift(commands::shift::Args),
+    /// LoRA finetuning on a chat dataset, optionally steering along (or ablating) a trait's
+    /// vector while training; writes a PEFT adapter that `--adapter` loads.
+    Finetune(commands::finetune::Args),
     /// Write a persona vector as a llama.cpp / repeng GGUF control vector.
     Export(commands::export::Args),
     /// Read vectors from llama.cpp / repeng GGUF control vectors or the Persona Vectors and
@@ -83,6 +90,7 @@ enum Command {
 
 pub struct Global {
     pub model: Option<String>,
+    pub adapter: Option<std::path::PathBuf>,
     pub weights: persona_engine::WeightMode,
     pub format: Format,
 }
@@ -110,6 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     let g = Global {
         model: cli.model,
+        adapter: cli.adapter,
         weights,
         format: cli.format,
     };
@@ -130,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cap(a) => commands::cap::run(&g, a),
         Command::Screen(a) => commands::screen::run(&g, a),
         Command::Shift(a) => commands::shift::run(&g, a),
+        Command::Finetune(a) => commands::finetune::run(&g, a),
         Command::Export(a) => commands::export::run(&g, a),
         Command::Import(a) => commands::import::run(&g, a),
         Command::Bench(a) => commands::bench::run(&g, a),

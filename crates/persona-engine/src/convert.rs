@@ -38,16 +38,6 @@ impl ConvertDType {
     }
 }
 
-/// Undoes llama.cpp's q/k row permutation (interleaved RoPE pairs → HF's half split).
-fn unpermute(w: &Tensor, n_heads: usize, head_dim: usize) -> Result<Tensor> {
-    let dims = w.dims().to_vec();
-    let rest: usize = dims[1..].iter().product();
-    Ok(w.reshape((n_heads, head_dim / 2, 2, rest))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(dims)?)
-}
-
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("part");
     std::fs::write(&tmp, bytes).map_err(|e| EngineError::io(&tmp, e))?;
@@ -78,9 +68,17 @@ impl Engine {
                     } else {
                         c.n_kv_heads
                     };
-                    w = unpermute(&w, heads, c.head_dim)?;
+                    w = crate::adapter::reorder_rows(&w, heads, c.head_dim, true)?;
                     if let Some(bias) = b {
-                        b = Some(unpermute(&bias.unsqueeze(1)?, heads, c.head_dim)?.squeeze(1)?);
+                        b = Some(
+                            crate::adapter::reorder_rows(
+                                &bias.unsqueeze(1)?,
+                                heads,
+                                c.head_dim,
+                                true,
+                            )?
+                            .squeeze(1)?,
+                        );
                     }
                 }
                 put(format!("blk.{l}.{part}.weight"), w)?;

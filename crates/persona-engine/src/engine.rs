@@ -22,6 +22,8 @@ use crate::weights::WeightMode;
 pub struct LoadOptions {
     pub weights: WeightMode,
     pub device: Device,
+    /// A LoRA adapter folder (PEFT layout) merged into the weights at load.
+    pub adapter: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -29,6 +31,7 @@ impl Default for LoadOptions {
         LoadOptions {
             weights: WeightMode::Auto,
             device: Device::Cpu,
+            adapter: None,
         }
     }
 }
@@ -50,6 +53,8 @@ pub struct ModelInfo {
     pub weight_bytes: usize,
     pub chat_template: Option<String>,
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// The LoRA adapter merged into the weights, if any.
+    pub adapter: Option<PathBuf>,
 }
 
 pub struct Engine {
@@ -144,7 +149,7 @@ impl Engine {
             None => None,
         };
         let metadata = file.small_metadata().into_iter().collect();
-        let model = Model::load(config.clone(), &mut file, opts.weights, &opts.device)?;
+        let model = Self::load_model(config, &mut file, opts)?;
         Ok(Self::assemble(
             model,
             tokenizer,
@@ -152,6 +157,7 @@ impl Engine {
             path,
             ModelFormat::Gguf,
             metadata,
+            opts,
         ))
     }
 
@@ -168,7 +174,7 @@ impl Engine {
         } else {
             None
         };
-        let model = Model::load(config, &mut folder, opts.weights, &opts.device)?;
+        let model = Self::load_model(config, &mut folder, opts)?;
         Ok(Self::assemble(
             model,
             tokenizer,
@@ -176,7 +182,26 @@ impl Engine {
             path,
             ModelFormat::HuggingFace,
             Default::default(),
+            opts,
         ))
+    }
+
+    /// The weights, with the adapter (if any) merged in as they are read.
+    fn load_model(
+        config: ModelConfig,
+        src: &mut dyn crate::model::TensorSource,
+        opts: &LoadOptions,
+    ) -> Result<Model> {
+        let Some(dir) = &opts.adapter else {
+            return Model::load(config, src, opts.weights, &opts.device);
+        };
+        let adapter = crate::adapter::LoraAdapter::load_peft(dir, &config)?;
+        let mut merged = crate::adapter::MergedSource {
+            inner: src,
+            adapter: &adapter,
+            device: opts.device.clone(),
+        };
+        Model::load(config, &mut merged, opts.weights, &opts.device)
     }
 
     fn assemble(
@@ -186,6 +211,7 @@ impl Engine {
         path: &Path,
         format: ModelFormat,
         metadata: std::collections::BTreeMap<String, String>,
+        opts: &LoadOptions,
     ) -> Engine {
         let info = ModelInfo {
             path: path.to_path_buf(),
@@ -195,6 +221,7 @@ impl Engine {
             weight_bytes: model.weight_bytes(),
             chat_template: template.as_ref().map(|t| t.source().to_string()),
             metadata,
+            adapter: opts.adapter.clone(),
         };
         Engine {
             model,
@@ -225,8 +252,9 @@ impl Engine {
         &self.model
     }
 
-    /// SHA-256 of the weights file (or of the safetensors files, in name order): the model
-    /// identity recorded with every result. Hashed once per loaded model.
+    /// SHA-256 of the weights file (or of the safetensors files, in name order; then the
+    /// adapter's files when one is merged): the model identity recorded with every result.
+    /// Hashed once per loaded model.
     pub fn model_sha256(&self) -> Result<String> {
         if let Some(h) = self.sha256.get() {
             return Ok(h.clone());
@@ -243,6 +271,14 @@ impl Engine {
         } else {
             vec![path.clone()]
         };
+        // A merged adapter is part of the model: its files are hashed after the weights.
+        let adapter_files = self.info.adapter.iter().flat_map(|d| {
+            [
+                d.join("adapter_config.json"),
+                d.join("adapter_model.safetensors"),
+            ]
+        });
+        let files: Vec<PathBuf> = files.into_iter().chain(adapter_files).collect();
         let mut h = sha2::Sha256::new();
         for f in files {
             let mut file = std::fs::File::open(&f).map_err(|e| EngineError::io(&f, e))?;
@@ -254,10 +290,15 @@ impl Engine {
             .clone())
     }
 
-    /// "NAME sha256:HASH": the model as result files name it (`persona.model`).
+    /// "NAME sha256:HASH" (with "+ LoRA ADAPTER_FOLDER" when an adapter is merged): the model as
+    /// result files name it (`persona.model`).
     pub fn model_id(&self) -> Result<String> {
+        let adapter = self.info.adapter.as_ref().map_or(String::new(), |d| {
+            let name = d.file_name().unwrap_or(d.as_os_str());
+            format!(" + LoRA {}", name.to_string_lossy())
+        });
         Ok(format!(
-            "{} sha256:{}",
+            "{}{adapter} sha256:{}",
             self.config().name,
             self.model_sha256()?
         ))

@@ -5,6 +5,7 @@
 //! ([`CaptureSpec`], [`Intervention`]) and hand them to [`Engine::forward_batch`] or
 //! [`Engine::generate`].
 
+pub mod adapter;
 mod capture;
 pub mod config;
 mod continuations;
@@ -20,6 +21,7 @@ mod model;
 mod sampling;
 mod weights;
 
+pub use adapter::{DenseBlock, DenseWeights, LoraAdapter, LORA_TARGETS};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::{Family, ModelConfig, RopeStyle};
 pub use continuations::{Branches, MAX_CONTINUATION_TOKENS};

@@ -4,7 +4,7 @@ use anyhow::bail;
 use persona_engine::ConvertDType;
 use serde_json::json;
 
-use crate::input::load_engine;
+use crate::input::load_with;
 use crate::output::emit;
 use crate::Global;
 
@@ -26,12 +26,13 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         other => bail!("unknown --dtype `{other}`: use f32, f16 or bf16"),
     };
     // Exact dequantized weights, whatever layout the user would run with.
-    let exact = Global {
-        model: g.model.clone(),
-        weights: persona_engine::WeightMode::F32,
-        format: g.format,
-    };
-    let engine = load_engine(&exact)?;
+    // (With --adapter, the merged model is written.)
+    let engine = load_with(
+        g,
+        None,
+        g.adapter.as_deref(),
+        persona_engine::WeightMode::F32,
+    )?;
     engine.write_hf_folder(&a.out, dtype)?;
     emit(g.format, &json!({"out": a.out, "dtype": a.dtype}), || {
         println!(

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod drift;
 pub mod export;
 pub mod extract;
+pub mod finetune;
 pub mod generate;
 pub mod import;
 pub mod info;

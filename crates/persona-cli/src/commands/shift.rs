@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::input::{load_named, AnswerArgs, TraitRun};
+use crate::input::{load_named, load_with, AnswerArgs, TraitRun};
 use crate::judge::JudgeArgs;
 use crate::output::emit;
 use crate::Global;
@@ -14,7 +14,8 @@ pub struct Args {
     /// The model before finetuning (default: --model, else the default model).
     #[arg(long)]
     base: Option<String>,
-    /// The finetuned model: a .gguf file, a Hugging Face folder, or a cached model's name.
+    /// The finetuned model: a LoRA adapter folder (from `persona finetune`, applied to the base
+    /// model), a .gguf file, a Hugging Face folder, or a cached model's name.
     #[arg(long)]
     tuned: String,
     /// Layer to read the projection at (default: the layer `persona steer` recommended, else
@@ -37,7 +38,12 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let spec = persona_traits::resolve(&a.run.r#trait)?;
     let (vector_file, vectors) = a.run.vectors(&spec)?;
     let base = load_named(g, a.base.as_deref())?;
-    let tuned = load_named(g, Some(&a.tuned))?;
+    let tuned_path = std::path::Path::new(&a.tuned);
+    let tuned = if tuned_path.join("adapter_config.json").is_file() {
+        load_with(g, a.base.as_deref(), Some(tuned_path), g.weights)?
+    } else {
+        load_named(g, Some(&a.tuned))?
+    };
     let run_dir = a.run.dir(&spec);
     let layer = a
         .layer
@@ -45,7 +51,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         .unwrap_or(base.config().n_layers / 2);
     let judge = a.judge.build(g, &spec)?;
     let out = a.out.clone().unwrap_or_else(|| {
-        let stem = std::path::Path::new(&a.tuned)
+        let stem = tuned_path
             .file_stem()
             .map_or("tuned".into(), |s| s.to_string_lossy().to_string());
         run_dir.join(format!("shift-{stem}"))
