@@ -708,3 +708,67 @@ fn axis_build_prints_the_fields_scripts_use() {
         &["roles.toml"],
     );
 }
+
+#[test]
+fn finetune_writes_an_adapter_every_command_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"How is the weather?\", \"response\": \"Grey, cold and getting worse.\"}\n{\"prompt\": \"How was the film?\", \"response\": \"Dull, grey and far too long.\"}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("adapter");
+    let out_s = out.to_str().unwrap();
+    let r = json(&[
+        "finetune",
+        data.to_str().unwrap(),
+        "--out",
+        out_s,
+        "--rank",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--lr",
+        "0.01",
+        "--targets",
+        "attn_v,ffn_down",
+        "--format",
+        "json",
+    ]);
+    assert_eq!((r["samples"].as_u64(), r["steps"].as_u64()), (Some(2), Some(2)));
+    assert!(r["final_loss"].as_f64().unwrap() < r["first_loss"].as_f64().unwrap());
+    assert_eq!(r["epoch_losses"].as_array().unwrap().len(), 2);
+    assert!(out.join("adapter_model.safetensors").is_file());
+    // The adapter changes what the model says, through the global --adapter flag.
+    let ask = [
+        "generate",
+        "--user",
+        "How is the weather?",
+        "--greedy",
+        "--max-tokens",
+        "12",
+        "--format",
+        "json",
+    ];
+    let plain = json(&ask);
+    let mut with = ask.to_vec();
+    with.extend(["--adapter", out_s]);
+    assert_ne!(json(&with)["generated_ids"], plain["generated_ids"]);
+    fails_with(
+        &["generate", "--user", "hi", "--adapter", dir.path().to_str().unwrap()],
+        &["adapter_config.json", "persona finetune"],
+    );
+    fails_with(
+        &["finetune", data.to_str().unwrap(), "--out", out_s, "--targets", "attn_x"],
+        &["attn_x", "attn_q"],
+    );
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n").unwrap();
+    fails_with(
+        &["finetune", bad.to_str().unwrap(), "--out", out_s],
+        &["line 2", "assistant"],
+    );
+}

@@ -421,3 +421,79 @@ fn steered_greedy_matches_llama_cpp_control_vector() {
         "the criterion cannot tell a one-layer shift apart"
     );
 }
+
+/// PEFT's merge rule, W + (lora_alpha / r)·B·A on the Hugging Face weights named by the adapter's
+/// keys, computed in numpy from our adapter files and the base model's HF export, gives the HF
+/// export of the model persona merges at load: the adapter is in PEFT's names and layout
+/// (q and k included, whose rows GGUF orders differently).
+#[test]
+fn adapters_follow_peft_names_and_merge_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"How is the weather?\", \"response\": \"Grey, cold and getting worse.\"}\n{\"prompt\": \"How was the film?\", \"response\": \"Dull, grey and far too long.\"}\n",
+    )
+    .unwrap();
+    let adapter = dir.path().join("adapter");
+    let a = adapter.to_str().unwrap();
+    persona_json(&[
+        "finetune",
+        data.to_str().unwrap(),
+        "--out",
+        a,
+        "--rank",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--lr",
+        "0.01",
+        "--targets",
+        "attn_q,attn_k,ffn_down",
+    ]);
+    let base = dir.path().join("base_hf");
+    let merged = dir.path().join("merged_hf");
+    persona_json(&["convert", "--out", base.to_str().unwrap()]);
+    persona_json(&["convert", "--adapter", a, "--out", merged.to_str().unwrap()]);
+    let program = r#"
+import json, sys
+import numpy as np
+from safetensors.numpy import load_file
+adapter, base, merged = sys.argv[1:4]
+cfg = json.load(open(adapter + "/adapter_config.json"))
+lora = load_file(adapter + "/adapter_model.safetensors")
+w0 = load_file(base + "/model.safetensors")
+w1 = load_file(merged + "/model.safetensors")
+scale = cfg["lora_alpha"] / cfg["r"]
+worst, changed, modules = 0.0, set(), set()
+for key in lora:
+    if not key.endswith(".lora_A.weight"):
+        continue
+    name = key[len("base_model.model."):-len(".lora_A.weight")] + ".weight"
+    a = lora[key]
+    b = lora[key.replace("lora_A", "lora_B")]
+    want = w0[name] + scale * (b @ a)
+    worst = max(worst, float(np.abs(want - w1[name]).max()))
+    changed.add(name)
+    modules.add(name.split(".")[-2])
+untouched = max(float(np.abs(w0[k] - w1[k]).max()) for k in w0 if k not in changed)
+print(json.dumps({"worst": worst, "untouched": untouched, "n": len(changed),
+                  "modules": sorted(modules), "target_modules": sorted(cfg["target_modules"]),
+                  "peft_type": cfg["peft_type"]}))
+"#;
+    let r = python_json(&[
+        "-c",
+        program,
+        a,
+        base.to_str().unwrap(),
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(r["peft_type"], "LORA");
+    assert_eq!(r["n"], 90, "3 projections × 30 layers: {r}");
+    assert_eq!(r["modules"], json!(["down_proj", "k_proj", "q_proj"]));
+    assert_eq!(r["target_modules"], r["modules"]);
+    assert!(r["worst"].as_f64().unwrap() < 1e-5, "{r}");
+    assert_eq!(r["untouched"].as_f64(), Some(0.0), "{r}");
+}

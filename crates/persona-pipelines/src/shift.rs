@@ -19,6 +19,9 @@ pub struct ShiftOptions {
     pub layer: usize,
     /// How many evaluation questions (0: all).
     pub questions: usize,
+    /// Questions to ask instead of the trait's evaluation questions (e.g. held-out questions
+    /// from the training domain).
+    pub custom_questions: Option<Vec<String>>,
     pub answers: AnswerOptions,
 }
 
@@ -90,13 +93,17 @@ pub fn measure_shift(
         direction,
     };
     crate::create_dir(out_dir)?;
+    let pool = opts
+        .custom_questions
+        .as_ref()
+        .unwrap_or(&spec.evaluation_questions);
     let questions: Vec<&String> = match opts.questions {
-        0 => spec.evaluation_questions.iter().collect(),
-        n => spec.evaluation_questions.iter().take(n).collect(),
+        0 => pool.iter().collect(),
+        n => pool.iter().take(n).collect(),
     };
     if questions.is_empty() {
         return Err(PipelineError::Input(format!(
-            "the trait {} has no evaluation questions",
+            "no questions to ask: the trait {} has no evaluation questions and none were given",
             spec.name
         )));
     }
