@@ -738,7 +738,10 @@ fn finetune_writes_an_adapter_every_command_loads() {
         "--format",
         "json",
     ]);
-    assert_eq!((r["samples"].as_u64(), r["steps"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (r["samples"].as_u64(), r["steps"].as_u64()),
+        (Some(2), Some(2))
+    );
     assert!(r["final_loss"].as_f64().unwrap() < r["first_loss"].as_f64().unwrap());
     assert_eq!(r["epoch_losses"].as_array().unwrap().len(), 2);
     assert!(out.join("adapter_model.safetensors").is_file());
@@ -758,11 +761,24 @@ fn finetune_writes_an_adapter_every_command_loads() {
     with.extend(["--adapter", out_s]);
     assert_ne!(json(&with)["generated_ids"], plain["generated_ids"]);
     fails_with(
-        &["generate", "--user", "hi", "--adapter", dir.path().to_str().unwrap()],
+        &[
+            "generate",
+            "--user",
+            "hi",
+            "--adapter",
+            dir.path().to_str().unwrap(),
+        ],
         &["adapter_config.json", "persona finetune"],
     );
     fails_with(
-        &["finetune", data.to_str().unwrap(), "--out", out_s, "--targets", "attn_x"],
+        &[
+            "finetune",
+            data.to_str().unwrap(),
+            "--out",
+            out_s,
+            "--targets",
+            "attn_x",
+        ],
         &["attn_x", "attn_q"],
     );
     let bad = dir.path().join("bad.jsonl");

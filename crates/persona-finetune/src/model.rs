@@ -18,8 +18,8 @@ pub struct LoraPair {
     pub b: Var,
 }
 
-/// What is done to the residual stream at one layer while training (and never afterwards):
-/// preventative steering or ablation of a trait direction.
+/// What is done to the residual stream while training (and never afterwards): preventative
+/// steering or ablation of a trait direction.
 #[derive(Debug, Clone)]
 pub enum TrainIntervention {
     /// h ← h + α·v at `blocks.layer.resid_post`, every position.
@@ -28,37 +28,52 @@ pub enum TrainIntervention {
         vector: Vec<f32>,
         alpha: f32,
     },
+    /// h ← h + α·v_l at every layer l's `resid_post` (`vectors[l]`: the trait's per-layer
+    /// difference of means), every position.
+    SteerEveryLayer { vectors: Vec<Vec<f32>>, alpha: f32 },
     /// h ← h − (h·û)û at `blocks.layer.resid_post`, every position.
     Ablate { layer: usize, direction: Vec<f32> },
 }
 
 impl TrainIntervention {
-    pub fn layer(&self) -> usize {
+    /// The deepest layer it touches.
+    pub fn last_layer(&self) -> usize {
         match self {
             TrainIntervention::Steer { layer, .. } | TrainIntervention::Ablate { layer, .. } => {
                 *layer
             }
+            TrainIntervention::SteerEveryLayer { vectors, .. } => vectors.len().saturating_sub(1),
         }
     }
 
-    fn apply(&self, h: &Tensor) -> candle_core::Result<Tensor> {
-        let dev = h.device();
+    /// Its effect on `h` `[b, t, d]` after block `l`.
+    fn apply(&self, l: usize, h: Tensor) -> candle_core::Result<Tensor> {
+        let dev = h.device().clone();
+        let add = |v: &[f32], alpha: f32| -> candle_core::Result<Tensor> {
+            let v = Tensor::from_slice(v, v.len(), &dev)?;
+            h.broadcast_add(&(v * alpha as f64)?)
+        };
         match self {
-            TrainIntervention::Steer { vector, alpha, .. } => {
-                let v = Tensor::from_slice(vector, vector.len(), dev)?;
-                h.broadcast_add(&(v * *alpha as f64)?)
+            TrainIntervention::Steer {
+                layer,
+                vector,
+                alpha,
+            } if *layer == l => add(vector, *alpha),
+            TrainIntervention::SteerEveryLayer { vectors, alpha } if l < vectors.len() => {
+                add(&vectors[l], *alpha)
             }
-            TrainIntervention::Ablate { direction, .. } => {
+            TrainIntervention::Ablate { layer, direction } if *layer == l => {
                 let norm = persona_core::norm(direction);
                 let unit: Vec<f32> = direction
                     .iter()
                     .map(|x| (*x as f64 / norm) as f32)
                     .collect();
-                let u = Tensor::from_slice(&unit, unit.len(), dev)?;
+                let u = Tensor::from_slice(&unit, unit.len(), &dev)?;
                 // [b, t, d] · [d, 1] → [b, t, 1]
                 let along = h.broadcast_matmul(&u.unsqueeze(1)?)?;
                 h.broadcast_sub(&along.broadcast_mul(&u)?)
             }
+            _ => Ok(h),
         }
     }
 }
@@ -285,8 +300,8 @@ impl LoraModel {
             let act =
                 (self.project(l, "ffn_gate", &x)?.silu()? * self.project(l, "ffn_up", &x)?)?;
             h = (mid + self.project(l, "ffn_down", &act)?)?;
-            if let Some(iv) = intervention.filter(|iv| iv.layer() == l) {
-                h = iv.apply(&h)?;
+            if let Some(iv) = intervention {
+                h = iv.apply(l, h)?;
             }
         }
         let normed = rms_norm(&h, &self.weights.final_norm, eps)?;

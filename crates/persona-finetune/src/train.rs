@@ -183,10 +183,10 @@ pub fn finetune(
     }
     let config = weights.config.clone();
     if let Some(iv) = &opts.intervention {
-        if iv.layer() >= config.n_layers {
+        if iv.last_layer() >= config.n_layers {
             return Err(FinetuneError::Input(format!(
                 "the training intervention's layer {} does not exist: the model has layers 0..{}",
-                iv.layer(),
+                iv.last_layer(),
                 config.n_layers
             )));
         }
@@ -307,6 +307,9 @@ pub fn finetune(
         intervention: opts.intervention.as_ref().map(|iv| match iv {
             TrainIntervention::Steer { layer, alpha, .. } => {
                 format!("steer layer {layer} α {alpha}")
+            }
+            TrainIntervention::SteerEveryLayer { alpha, .. } => {
+                format!("steer every layer α {alpha}")
             }
             TrainIntervention::Ablate { layer, .. } => format!("ablate layer {layer}"),
         }),

@@ -210,6 +210,15 @@ fn training_forward_matches_the_engine_and_adapters_round_trip() {
         .to_scalar::<f32>()
         .unwrap();
     assert!((plain - steered).abs() > 1e-3, "{plain} vs {steered}");
+    let every = TrainIntervention::SteerEveryLayer {
+        vectors: vec![v.iter().map(|x| x * 0.1).collect(); c.n_layers],
+        alpha: 1.0,
+    };
+    let e = batch_loss(&model, &batch, Some(&every))
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(e.is_finite() && (e - plain).abs() > 1e-3, "{plain} vs {e}");
     let ablated = TrainIntervention::Ablate {
         layer: 10,
         direction: v,

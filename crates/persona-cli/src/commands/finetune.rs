@@ -46,8 +46,12 @@ pub struct Args {
     targets: Vec<String>,
     /// Preventative steering: add ALPHA × the vector of LAYER from FILE at
     /// blocks.LAYER.resid_post while training (never afterwards).
-    #[arg(long, value_name = "FILE:LAYER:ALPHA", conflicts_with = "ablate")]
+    #[arg(long, value_name = "FILE:LAYER:ALPHA", conflicts_with_all = ["ablate", "steer_every_layer"])]
     steer: Option<String>,
+    /// Preventative steering at every layer: add ALPHA × the file's vector of each layer at
+    /// that layer's resid_post while training (the file needs every layer).
+    #[arg(long, value_name = "FILE:ALPHA", conflicts_with = "ablate")]
+    steer_every_layer: Option<String>,
     /// Project the direction of LAYER from FILE out of blocks.LAYER.resid_post while training.
     #[arg(long, value_name = "FILE:LAYER")]
     ablate: Option<String>,
@@ -79,6 +83,29 @@ fn vector_at(spec: &str, flag: &str, with_alpha: bool) -> anyhow::Result<(Vec<f3
     Ok((vectors.get(layer, path)?.to_vec(), layer, alpha))
 }
 
+/// `FILE:ALPHA` → steering with every layer's vector of FILE (layers 0..n, none missing).
+fn every_layer(spec: &str) -> anyhow::Result<TrainIntervention> {
+    let (file, alpha) = spec
+        .rsplit_once(':')
+        .with_context(|| format!("--steer-every-layer `{spec}` must be FILE:ALPHA"))?;
+    let alpha: f32 = alpha
+        .parse()
+        .with_context(|| format!("--steer-every-layer `{spec}`: `{alpha}` is not a number"))?;
+    let path = std::path::Path::new(file);
+    let vectors = persona_io::LayerVectors::load(path)?;
+    let n = vectors.layers.len();
+    let per_layer = (0..n)
+        .map(|l| Ok(vectors.get(l, path)?.to_vec()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if per_layer.is_empty() {
+        bail!("{} holds no vectors", path.display());
+    }
+    Ok(TrainIntervention::SteerEveryLayer {
+        vectors: per_layer,
+        alpha,
+    })
+}
+
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     if !a.dataset.is_file() {
         bail!(
@@ -86,8 +113,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             a.dataset.display()
         );
     }
-    let intervention = match (&a.steer, &a.ablate) {
-        (Some(s), _) => {
+    let intervention = match (&a.steer, &a.steer_every_layer, &a.ablate) {
+        (Some(s), _, _) => {
             let (vector, layer, alpha) = vector_at(s, "--steer", true)?;
             Some(TrainIntervention::Steer {
                 layer,
@@ -95,11 +122,12 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 alpha,
             })
         }
-        (None, Some(s)) => {
+        (None, Some(s), _) => Some(every_layer(s)?),
+        (None, None, Some(s)) => {
             let (direction, layer, _) = vector_at(s, "--ablate", false)?;
             Some(TrainIntervention::Ablate { layer, direction })
         }
-        (None, None) => None,
+        (None, None, None) => None,
     };
     // Training differentiates through exact f32 weights.
     let engine = load_with(
@@ -109,10 +137,19 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         persona_engine::WeightMode::F32,
     )?;
     if let Some(iv) = &intervention {
-        let d = match iv {
-            TrainIntervention::Steer { vector, .. } => vector.len(),
-            TrainIntervention::Ablate { direction, .. } => direction.len(),
+        let (d, layers) = match iv {
+            TrainIntervention::Steer { vector, .. } => (vector.len(), None),
+            TrainIntervention::SteerEveryLayer { vectors, .. } => {
+                (vectors[0].len(), Some(vectors.len()))
+            }
+            TrainIntervention::Ablate { direction, .. } => (direction.len(), None),
         };
+        if let Some(n) = layers.filter(|&n| n != engine.config().n_layers) {
+            bail!(
+                "--steer-every-layer: the file has vectors for {n} layers but the model has {}",
+                engine.config().n_layers
+            );
+        }
         if d != engine.config().d_model {
             bail!(
                 "the vector has {d} values but the model's hidden size is {}: it was made with another model",
