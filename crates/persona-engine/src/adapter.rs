@@ -167,7 +167,10 @@ impl LoraAdapter {
         };
         let weights_path = dir.join("adapter_model.safetensors");
         let tmp = dir.join(".adapter_model.safetensors.part");
-        candle_core::safetensors::save(&tensors.into_iter().collect(), &tmp)?;
+        // Serialized in memory, then written with the usual file permissions.
+        let bytes = safetensors::serialize(tensors.iter(), None)
+            .map_err(|e| bad(&weights_path, format!("cannot serialize the adapter ({e})")))?;
+        std::fs::write(&tmp, bytes).map_err(|e| EngineError::io(&tmp, e))?;
         std::fs::rename(&tmp, &weights_path).map_err(|e| EngineError::io(&weights_path, e))?;
         let config_path = dir.join("adapter_config.json");
         let tmp = dir.join(".adapter_config.json.part");

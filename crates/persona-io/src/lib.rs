@@ -184,9 +184,12 @@ impl LayerVectors {
             tensors.insert(format!("layer.{l}"), t);
         }
         let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        // Serialized in memory and written with the usual permissions (the crate's own file
+        // writer makes files only their owner can read).
+        let bytes =
+            safetensors::serialize(tensors.iter(), Some(meta)).map_err(|e| wr(e.to_string()))?;
         let tmp = path.with_extension("safetensors.part");
-        safetensors::serialize_to_file(tensors.iter(), Some(meta), &tmp)
-            .map_err(|e| wr(e.to_string()))?;
+        std::fs::write(&tmp, bytes).map_err(|e| wr(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| wr(e.to_string()))
     }
 }
