@@ -167,7 +167,7 @@ impl CapArgs {
             }
             None => persona_pipelines::cap::default_window(c.n_layers),
         };
-        let axis = persona_io::LayerVectors::load(path)?;
+        let axis = load_axis(path)?;
         Ok(Some(persona_pipelines::cap::AxisCap::from_axis(
             &axis,
             path,
@@ -186,10 +186,7 @@ pub fn out_dir(
     cap: Option<&persona_pipelines::cap::AxisCap>,
 ) -> PathBuf {
     match cap {
-        Some(c) => run_dir.join(format!(
-            "{name}-cap-{}-{}-{}",
-            c.percentile, c.layers.start, c.layers.end
-        )),
+        Some(c) => run_dir.join(format!("{name}-cap-{}", c.slug())),
         None => run_dir.join(name),
     }
 }

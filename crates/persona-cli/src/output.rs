@@ -58,3 +58,15 @@ pub fn stage_progress(bar: &indicatif::ProgressBar) -> impl FnMut(&str, usize, u
         bar.set_position(done.min(total) as u64);
     }
 }
+
+/// `x` with `digits` decimals, or `–` where there is no value.
+pub fn num(x: Option<f64>, digits: usize) -> String {
+    x.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// `[lo, hi]` with `digits` decimals, or `–` where there is no interval.
+pub fn interval(ci: Option<(f64, f64)>, digits: usize) -> String {
+    ci.map_or("–".into(), |(lo, hi)| {
+        format!("[{lo:.digits$}, {hi:.digits$}]")
+    })
+}

@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ModelConfig, RopeStyle};
+use crate::convert::write_atomic;
 use crate::error::{EngineError, Result};
 use crate::model::TensorSource;
 use crate::weights::RawTensor;
@@ -166,17 +167,12 @@ impl LoraAdapter {
             fan_in_fan_out: false,
         };
         let weights_path = dir.join("adapter_model.safetensors");
-        let tmp = dir.join(".adapter_model.safetensors.part");
         // Serialized in memory, then written with the usual file permissions.
         let bytes = safetensors::serialize(tensors.iter(), None)
             .map_err(|e| bad(&weights_path, format!("cannot serialize the adapter ({e})")))?;
-        std::fs::write(&tmp, bytes).map_err(|e| EngineError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &weights_path).map_err(|e| EngineError::io(&weights_path, e))?;
-        let config_path = dir.join("adapter_config.json");
-        let tmp = dir.join(".adapter_config.json.part");
+        write_atomic(&weights_path, &bytes)?;
         let json = serde_json::to_string_pretty(&cfg).expect("config serializes");
-        std::fs::write(&tmp, json).map_err(|e| EngineError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &config_path).map_err(|e| EngineError::io(&config_path, e))
+        write_atomic(&dir.join("adapter_config.json"), json.as_bytes())
     }
 
     /// Reads a PEFT LoRA adapter folder for a model with `config`.
@@ -327,6 +323,9 @@ pub struct DenseWeights {
     pub final_norm: Tensor,
     /// `[V, d]`.
     pub lm_head: Tensor,
+    /// The model's RoPE tables `[context, head_dim / 2]`: cos and sin of position × frequency.
+    pub rope_cos: Tensor,
+    pub rope_sin: Tensor,
 }
 
 impl crate::engine::Engine {
@@ -363,6 +362,8 @@ impl crate::engine::Engine {
             blocks,
             final_norm: model.final_norm().clone(),
             lm_head: model.lm_head().to_dense(dev)?,
+            rope_cos: model.rope_tables().0.clone(),
+            rope_sin: model.rope_tables().1.clone(),
         })
     }
 }

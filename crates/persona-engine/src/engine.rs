@@ -330,6 +330,29 @@ impl Engine {
         self.text_with_response(&self.render_chat(messages, true)?, response)
     }
 
+    /// A conversation ending with the assistant's message, rendered whole with the chat
+    /// template (so the message carries the template's end-of-turn marker, as in training
+    /// data), and where that message starts.
+    pub fn chat_with_final_turn(&self, messages: &[Message]) -> Result<TokenSequence> {
+        let prompt = match messages.split_last() {
+            Some((last, prompt)) if last.role == "assistant" && !prompt.is_empty() => prompt,
+            _ => {
+                return Err(EngineError::InvalidRequest(
+                    "the conversation needs a prompt and must end with the assistant's message"
+                        .into(),
+                ))
+            }
+        };
+        let prompt_text = self.render_chat(prompt, true)?;
+        let full = self.render_chat(messages, false)?;
+        let response = full.strip_prefix(&prompt_text).ok_or_else(|| {
+            EngineError::InvalidRequest(
+                "the chat template renders this prompt differently inside the conversation".into(),
+            )
+        })?;
+        self.text_with_response(&prompt_text, response)
+    }
+
     /// A raw prompt text with a response appended verbatim, and where the response starts.
     pub fn text_with_response(&self, prompt: &str, response: &str) -> Result<TokenSequence> {
         let prompt_ids = self.tokenizer.encode(prompt)?;

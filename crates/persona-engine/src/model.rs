@@ -570,6 +570,11 @@ impl Model {
         &self.embed
     }
 
+    /// RoPE tables `[context, head_dim / 2]`: cos and sin.
+    pub(crate) fn rope_tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     pub(crate) fn final_norm(&self) -> &Tensor {
         &self.final_norm
     }

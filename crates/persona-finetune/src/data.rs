@@ -31,23 +31,9 @@ pub fn load_dataset(
         let bad = |why: String| {
             FinetuneError::Input(format!("{}, line {}: {why}", path.display(), record.line))
         };
-        let (last, prompt) = record
-            .messages
-            .split_last()
-            .ok_or_else(|| bad("no messages".into()))?;
-        if last.role != "assistant" || prompt.is_empty() {
-            return Err(bad(
-                "a sample needs a prompt and must end with the assistant's response".into(),
-            ));
-        }
-        let prompt_text = engine.render_chat(prompt, true)?;
-        let full = engine.render_chat(&record.messages, false)?;
-        // The template renders the prompt the same way inside the whole conversation; what
-        // follows it is the response with the template's end-of-turn marker.
-        let response = full.strip_prefix(&prompt_text).ok_or_else(|| {
-            bad("the chat template renders this prompt differently inside the conversation".into())
-        })?;
-        let seq = engine.text_with_response(&prompt_text, response)?;
+        let seq = engine
+            .chat_with_final_turn(&record.messages)
+            .map_err(|e| bad(e.to_string()))?;
         if seq.prompt_len + 1 >= max_len {
             return Err(bad(format!(
                 "the prompt is {} tokens, leaving no room for the response within --max-len {max_len}",

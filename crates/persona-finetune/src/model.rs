@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor, Var, D};
+use persona_core::stats::SplitMix;
 use persona_engine::{DenseWeights, RopeStyle};
 
 use crate::FinetuneError;
@@ -89,24 +90,6 @@ pub struct LoraModel {
     sin: Tensor,
 }
 
-/// SplitMix64: a small seeded generator for initialisation and shuffling.
-pub(crate) struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [−1, 1).
-    pub fn symmetric(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
-
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_mul(&(mean_sq + eps)?.sqrt()?.recip()?)?
@@ -160,23 +143,12 @@ impl LoraModel {
         rank: usize,
         alpha: f64,
     ) -> Result<LoraModel, FinetuneError> {
-        let c = &weights.config;
-        let dev = weights.embed.device().clone();
-        let inv = c.rope_inv_freqs();
-        let n = c.context_length.min(4096);
-        let mut cos = Vec::with_capacity(n * inv.len());
-        let mut sin = Vec::with_capacity(n * inv.len());
-        for p in 0..n {
-            for f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
-        let half = inv.len();
+        // The engine's own tables; training sequences stay within 4096 tokens (the attention
+        // scores of every head are held for the backward pass).
+        let n = weights.rope_cos.dim(0)?.min(4096);
         Ok(LoraModel {
-            cos: Tensor::from_vec(cos, (n, half), &dev)?,
-            sin: Tensor::from_vec(sin, (n, half), &dev)?,
+            cos: weights.rope_cos.narrow(0, 0, n)?,
+            sin: weights.rope_sin.narrow(0, 0, n)?,
             weights,
             lora,
             rank,

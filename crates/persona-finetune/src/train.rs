@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::data::TrainSeq;
-use crate::model::{LoraModel, LoraPair, SplitMix, TrainIntervention};
+use crate::model::{LoraModel, LoraPair, TrainIntervention};
 use crate::FinetuneError;
+use persona_core::stats::SplitMix;
 
 #[derive(Debug, Clone)]
 pub struct FinetuneOptions {
@@ -250,7 +251,7 @@ pub fn finetune(
         let mut order: Vec<usize> = (0..samples.len()).collect();
         let mut rng = SplitMix(opts.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
         for i in (1..order.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            let j = rng.below(i + 1);
             order.swap(i, j);
         }
         let mut sum = 0.0;

@@ -25,8 +25,6 @@ pub enum AnswerError {
     ProbeSize { got: usize, want: usize },
     #[error("layer {layer} does not exist: the model has layers 0..{n}")]
     Layer { layer: usize, n: usize },
-    #[error("{0}")]
-    Cap(String),
 }
 
 /// Add `alpha` × the steering vector's layer-`layer` direction at `blocks.{layer}.resid_post`,
@@ -144,10 +142,7 @@ pub fn answer_all(
     });
     let mut steer_tensors: HashMap<usize, Tensor> = HashMap::new();
     let cap_interventions = match &opts.cap {
-        Some(cap) => cap.interventions(engine).map_err(|e| match e {
-            crate::PipelineError::Engine(e) => AnswerError::Engine(e),
-            other => AnswerError::Cap(other.to_string()),
-        })?,
+        Some(cap) => cap.interventions(engine)?,
         None => Vec::new(),
     };
     let batch = opts.batch_size.max(1);

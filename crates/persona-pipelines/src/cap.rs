@@ -126,6 +126,14 @@ impl AxisCap {
         })
     }
 
+    /// Names the setting in folder names, e.g. `p25-15-22`.
+    pub fn slug(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            self.percentile, self.layers.start, self.layers.end
+        )
+    }
+
     /// Names the setting in tables, plots and answer caches, e.g. `p25@15..22`.
     pub fn label(&self) -> String {
         format!(
@@ -135,7 +143,10 @@ impl AxisCap {
     }
 
     /// The engine's interventions: a floor at `blocks.l.resid_post` for every layer l.
-    pub fn interventions(&self, engine: &Engine) -> Result<Vec<Intervention>, PipelineError> {
+    pub fn interventions(
+        &self,
+        engine: &Engine,
+    ) -> Result<Vec<Intervention>, persona_engine::EngineError> {
         self.layers
             .clone()
             .zip(self.units.iter().zip(&self.taus))

@@ -151,13 +151,7 @@ struct JailbreakAnswer<'a> {
 }
 
 fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
-    let v: Vec<f64> = values.into_iter().collect();
-    persona_core::stats::mean_ci95(&v).map(|(m, _)| m)
-}
-
-/// A setting's name as a folder-name part: `p25@15..22` → `p25-15-22`.
-fn setting_slug(setting: &str) -> String {
-    setting.replace('@', "-").replace("..", "-")
+    crate::mean_and_ci(values).0
 }
 
 /// Runs the sets uncapped and under every cap in `caps`, writing `cap_eval.json`,
@@ -268,7 +262,10 @@ pub fn cap_eval(
                     layer: opts.layer,
                     answers: answers_opts.clone(),
                 },
-                &out_dir.join(format!("drift-{}", setting_slug(&setting))),
+                &out_dir.join(format!(
+                    "drift-{}",
+                    cap.map_or("uncapped".into(), AxisCap::slug)
+                )),
                 &mut |s, done, total| progress(&format!("{stage} {s}"), done, total),
             )?;
             let all = overall(&d.rows);

@@ -130,7 +130,7 @@ pub fn summarize(rows: &[TurnRow]) -> Vec<DomainDrift> {
             let per_turn: Vec<Option<f64>> = (1..=turns)
                 .map(|t| {
                     let at: Vec<f64> = convs.values().filter_map(|c| c.get(&t).copied()).collect();
-                    persona_core::stats::mean_ci95(&at).map(|(m, _)| m)
+                    crate::mean_and_ci(at).0
                 })
                 .collect();
             let changes: Vec<f64> = convs
@@ -138,10 +138,7 @@ pub fn summarize(rows: &[TurnRow]) -> Vec<DomainDrift> {
                 .filter(|c| c.len() >= 2)
                 .map(|c| c.values().next_back().unwrap() - c.values().next().unwrap())
                 .collect();
-            let (drift, drift_ci95) = match persona_core::stats::mean_ci95(&changes) {
-                Some((m, ci)) => (Some(m), ci),
-                None => (None, None),
-            };
+            let (drift, drift_ci95) = crate::mean_and_ci(changes);
             DomainDrift {
                 domain: domain.to_string(),
                 conversations: convs.len(),

@@ -126,6 +126,17 @@ pub(crate) fn write_jsonl<T: serde::Serialize>(
     write_file(path, text.as_bytes())
 }
 
+/// The mean and its normal 95 % interval, each `None` where there are too few values.
+pub(crate) fn mean_and_ci(
+    values: impl IntoIterator<Item = f64>,
+) -> (Option<f64>, Option<(f64, f64)>) {
+    let values: Vec<f64> = values.into_iter().collect();
+    match persona_core::stats::mean_ci95(&values) {
+        Some((m, ci)) => (Some(m), ci),
+        None => (None, None),
+    }
+}
+
 /// Writes a result as pretty JSON, atomically.
 pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), PipelineError> {
     let json = serde_json::to_string_pretty(value).expect("results serialize");

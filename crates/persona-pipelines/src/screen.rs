@@ -203,10 +203,7 @@ pub fn screen(
     let mut summaries = Vec::new();
     for t in traits {
         let deltas: Vec<f64> = rows.iter().map(|r| r.delta[t.name]).collect();
-        let (mean_delta, ci95) = match persona_core::stats::mean_ci95(&deltas) {
-            Some((m, ci)) => (Some(m), ci),
-            None => (None, None),
-        };
+        let (mean_delta, ci95) = crate::mean_and_ci(deltas.iter().copied());
         let histogram_file = out_dir.join(format!("screen_{}.svg", t.name));
         let h = Histogram::new(
             format!("ΔP per sample: {} (layer {})", t.name, t.layer),
@@ -278,13 +275,14 @@ fn measure_chunk(
     let mut seqs = Vec::with_capacity(2 * pending.len());
     for ((_, prompt, response), answer) in pending.iter().zip(&own) {
         seqs.push(engine.chat_with_response(prompt, response)?);
-        // An empty own response still needs a token to read: the end-of-turn text stands in.
-        let mine = if answer.text.trim().is_empty() {
-            "<|im_end|>"
+        // An empty own response still needs tokens to read: the template's end of turn.
+        seqs.push(if answer.text.trim().is_empty() {
+            let mut turn = prompt.clone();
+            turn.push(Message::new("assistant", ""));
+            engine.chat_with_final_turn(&turn)?
         } else {
-            answer.text.as_str()
-        };
-        seqs.push(engine.chat_with_response(prompt, mine)?);
+            engine.chat_with_response(prompt, &answer.text)?
+        });
     }
     let mut layers: Vec<usize> = traits.iter().map(|t| t.layer).collect();
     layers.sort_unstable();

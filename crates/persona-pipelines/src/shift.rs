@@ -59,14 +59,6 @@ pub struct ShiftResult {
     pub out_dir: PathBuf,
 }
 
-fn mean_ci(values: impl IntoIterator<Item = f64>) -> (Option<f64>, Option<(f64, f64)>) {
-    let v: Vec<f64> = values.into_iter().collect();
-    match persona_core::stats::mean_ci95(&v) {
-        Some((m, ci)) => (Some(m), ci),
-        None => (None, None),
-    }
-}
-
 /// Measures the shift of `tuned` against `base` for one trait; writes `shift.json` and
 /// `shift_questions.jsonl` to `out_dir` (answers and judgements are cached there).
 #[allow(clippy::too_many_arguments)]
@@ -174,8 +166,8 @@ pub fn measure_shift(
             }
         })
         .collect();
-    let (shift, shift_ci95) = mean_ci(rows.iter().filter_map(|r| r.shift));
-    let (trait_change, trait_change_ci95) = mean_ci(
+    let (shift, shift_ci95) = crate::mean_and_ci(rows.iter().filter_map(|r| r.shift));
+    let (trait_change, trait_change_ci95) = crate::mean_and_ci(
         rows.iter()
             .filter_map(|r| r.base_trait.zip(r.tuned_trait).map(|(b, t)| t - b)),
     );
@@ -185,8 +177,8 @@ pub fn measure_shift(
         layer: opts.layer,
         shift,
         shift_ci95,
-        base_trait: mean_ci(rows.iter().filter_map(|r| r.base_trait)).0,
-        tuned_trait: mean_ci(rows.iter().filter_map(|r| r.tuned_trait)).0,
+        base_trait: crate::mean_and_ci(rows.iter().filter_map(|r| r.base_trait)).0,
+        tuned_trait: crate::mean_and_ci(rows.iter().filter_map(|r| r.tuned_trait)).0,
         trait_change,
         trait_change_ci95,
         questions: rows.len(),

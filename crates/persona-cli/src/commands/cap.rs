@@ -191,24 +191,19 @@ fn eval(g: &Global, a: EvalArgs) -> anyhow::Result<()> {
             "MCQ %",
             "retained"
         );
-        let f = |x: Option<f64>, k: f64| x.map_or("–".into(), |v| format!("{:.1}", v * k));
+        let f = |x: Option<f64>, k: f64| crate::output::num(x.map(|v| v * k), 1);
         for row in &r.rows {
             println!(
                 "{:<14} {:>8} {:>12} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9}",
                 row.setting,
                 f(row.harm_rate, 100.0),
-                row.harm_ci95.map_or("–".into(), |(lo, hi)| format!(
-                    "[{:.0}, {:.0}]",
-                    lo * 100.0,
-                    hi * 100.0
-                )),
+                crate::output::interval(row.harm_ci95.map(|(lo, hi)| (lo * 100.0, hi * 100.0)), 0),
                 f(row.refusal_rate, 100.0),
                 f(row.jailbreak_projection, 1.0),
                 f(row.drift_projection, 1.0),
                 f(row.drift_change, 1.0),
                 f(row.mcq_accuracy, 100.0),
-                row.capability_retained
-                    .map_or("–".into(), |v| format!("{:.3}", v)),
+                crate::output::num(row.capability_retained, 3),
             );
         }
         println!(

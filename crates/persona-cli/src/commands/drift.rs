@@ -79,7 +79,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             "{:<16} {:>5} {:>10} {:>10} {:>9} {:>20}",
             "domain", "convs", "turn 1", "last turn", "drift", "95% interval"
         );
-        let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.2}"));
+        let f = |x: Option<f64>| crate::output::num(x, 2);
         for d in &r.domains {
             println!(
                 "{:<16} {:>5} {:>10} {:>10} {:>9} {:>20}",
@@ -88,8 +88,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 f(d.first_turn),
                 f(d.last_turn),
                 f(d.drift),
-                d.drift_ci95
-                    .map_or("–".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"))
+                crate::output::interval(d.drift_ci95, 2)
             );
         }
         println!(

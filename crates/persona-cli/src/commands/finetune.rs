@@ -191,7 +191,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 .as_deref()
                 .map_or(String::new(), |i| format!(", training with {i}"))
         );
-        let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.4}"));
+        let f = |x: Option<f64>| crate::output::num(x, 4);
         println!(
             "loss: first step {}, last epoch {} (per epoch: {})",
             f(r.first_loss),

@@ -68,10 +68,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     .with_context(|| format!("monitoring with {}", vector_file.display()))?;
     bar.finish_and_clear();
     emit(g.format, &r, || {
-        let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.3}"));
-        let ci = |c: Option<(f64, f64)>| {
-            c.map_or("–".into(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"))
-        };
+        let f = |x: Option<f64>| crate::output::num(x, 3);
+        let ci = |c: Option<(f64, f64)>| crate::output::interval(c, 3);
         println!(
             "{} at layer {} (judge {}): last-prompt-token projection vs judged trait",
             spec.name, r.layer, r.judge
@@ -89,9 +87,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 "{:<60} {:>9.2} {:>9} {:>6} {:>3}",
                 c,
                 row.last_prompt_projection,
-                row.response_projection
-                    .map_or("–".into(), |v| format!("{v:.2}")),
-                row.trait_score.map_or("–".into(), |v| format!("{v:.1}")),
+                crate::output::num(row.response_projection, 2),
+                crate::output::num(row.trait_score, 1),
                 row.n
             );
         }

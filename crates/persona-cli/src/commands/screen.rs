@@ -145,9 +145,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
                 "{:<16} {:>5} {:>10} {:>20} {:>11.0}%",
                 t.trait_name,
                 t.layer,
-                t.mean_delta.map_or("–".into(), |m| format!("{m:.3}")),
-                t.ci95
-                    .map_or("–".into(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]")),
+                crate::output::num(t.mean_delta, 3),
+                crate::output::interval(t.ci95, 3),
                 t.positive_share.unwrap_or(f64::NAN) * 100.0
             );
         }

@@ -102,10 +102,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     .with_context(|| format!("measuring the shift of {}", a.tuned))?;
     bar.finish_and_clear();
     emit(g.format, &r, || {
-        let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.3}"));
-        let ci = |c: Option<(f64, f64)>| {
-            c.map_or("–".into(), |(lo, hi)| format!("[{lo:.3}, {hi:.3}]"))
-        };
+        let f = |x: Option<f64>| crate::output::num(x, 3);
+        let ci = |c: Option<(f64, f64)>| crate::output::interval(c, 3);
         println!(
             "{} over {} questions at layer {} (judge {})",
             spec.name, r.questions, r.layer, r.judge

@@ -94,10 +94,8 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             "layer", "alpha", "trait", "95% interval", "coherence", "n"
         );
         for row in &r.rows {
-            let f = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
-            let ci = row
-                .trait_ci95
-                .map_or("–".into(), |(lo, hi)| format!("[{lo:.1}, {hi:.1}]"));
+            let f = |x: Option<f64>| crate::output::num(x, 1);
+            let ci = crate::output::interval(row.trait_ci95, 1);
             println!(
                 "{:>5} {:>7} {:>7} {:>17} {:>9} {:>4}",
                 row.layer,
@@ -112,7 +110,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             println!(
                 "layer {}: Spearman ρ(α, trait) = {}",
                 t.layer,
-                t.spearman_rho.map_or("–".into(), |v| format!("{v:.3}"))
+                crate::output::num(t.spearman_rho, 3)
             );
         }
         match &r.recommended {
