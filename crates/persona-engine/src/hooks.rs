@@ -187,6 +187,87 @@ impl Intervention {
             sequences: None,
         }
     }
+
+    /// h ← h + α·v from plain values, so callers above the engine never build tensors. A
+    /// non-finite α or vector value is refused: it would turn every later state into NaN.
+    pub fn add_values(
+        site: HookSite,
+        values: &[f32],
+        alpha: f32,
+        span: Span,
+    ) -> Result<Self, EngineError> {
+        check_finite_scalar("the steering α", alpha)?;
+        Ok(Self::add(site, finite_tensor(values, "steering")?, alpha, span))
+    }
+
+    /// A floor (`ceiling = false`) or ceiling at τ along `direction`, from plain values.
+    pub fn cap_values(
+        site: HookSite,
+        direction: &[f32],
+        tau: f32,
+        ceiling: bool,
+        span: Span,
+    ) -> Result<Self, EngineError> {
+        check_finite_scalar("the cap threshold τ", tau)?;
+        let direction = finite_tensor(direction, "cap")?;
+        let kind = match ceiling {
+            false => InterventionKind::CapFloor { direction, tau },
+            true => InterventionKind::CapCeiling { direction, tau },
+        };
+        Ok(Intervention {
+            site,
+            kind,
+            span,
+            sequences: None,
+        })
+    }
+
+    /// h ← h − (h·u)·u along `direction`, from plain values.
+    pub fn ablate_values(
+        site: HookSite,
+        direction: &[f32],
+        span: Span,
+    ) -> Result<Self, EngineError> {
+        Ok(Intervention {
+            site,
+            kind: InterventionKind::Ablate {
+                direction: finite_tensor(direction, "ablation")?,
+            },
+            span,
+            sequences: None,
+        })
+    }
+
+    /// Only these rows of the batch.
+    pub fn for_sequences(mut self, rows: Vec<usize>) -> Self {
+        self.sequences = Some(rows);
+        self
+    }
+}
+
+fn check_finite_scalar(what: &str, x: f32) -> Result<(), EngineError> {
+    if x.is_finite() {
+        return Ok(());
+    }
+    Err(EngineError::InvalidRequest(format!(
+        "{what} is {x}: give a finite number"
+    )))
+}
+
+/// A CPU tensor of `values` (the hook plan moves it to the model's device), refusing NaN and
+/// infinities with the index of the first one.
+fn finite_tensor(values: &[f32], what: &str) -> Result<Tensor, EngineError> {
+    if let Some(i) = values.iter().position(|x| !x.is_finite()) {
+        return Err(EngineError::InvalidRequest(format!(
+            "the {what} vector has a non-finite value ({}) at index {i}: the vector file is corrupt or was made from NaN activations",
+            values[i]
+        )));
+    }
+    Ok(Tensor::from_slice(
+        values,
+        values.len(),
+        &candle_core::Device::Cpu,
+    )?)
 }
 
 /// What to read out of a forward pass. Everything is reduced while streaming; full per-token

@@ -11,7 +11,7 @@ use persona_core::pca::Pca;
 use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, Message};
 use persona_io::LayerVectors;
 use persona_roles::{Role, RoleInventory};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answers::{answer_all, AnswerOptions, AnswerRequest};
 use crate::PipelineError;
@@ -44,7 +44,7 @@ pub struct AxisOptions {
 /// A judge of role adherence: a number 0–3 per rubric prompt.
 pub type AdherenceScorer<'a> = &'a dyn persona_judges::NumberScorer;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerSummary {
     pub layer: usize,
     /// Of the first components (of all the role vectors span).
@@ -56,7 +56,7 @@ pub struct LayerSummary {
     pub tau: [f64; 4],
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RolePoint {
     pub name: String,
     pub category: String,
@@ -68,7 +68,7 @@ pub struct RolePoint {
     pub kept: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AxisResult {
     pub layers: Vec<LayerSummary>,
     /// The layer the role table and plots are drawn at.

@@ -9,7 +9,7 @@ use persona_engine::{Engine, ForwardRequest, Intervention, Message};
 use persona_evals::{DriftConversation, Jailbreak, McQuestion};
 use persona_judges::NumberScorer;
 use persona_report::svg::{Chart, Point, Series, SeriesKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answers::{answer_all, AnswerOptions, AnswerRequest, Probe};
 use crate::cap::AxisCap;
@@ -17,7 +17,7 @@ use crate::drift::{run_drift, summarize, DriftOptions, TurnRow};
 use crate::PipelineError;
 
 /// How a multiple-choice question's options are scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum McqScoring {
     /// Summed log-probability of each choice's text after the question alone (a cloze).
@@ -89,7 +89,7 @@ pub struct CapEvalSets<'a> {
 }
 
 /// One cap setting's results (the first row is uncapped).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CapEvalRow {
     /// `uncapped` or the cap's label, e.g. `p25@15..22`.
     pub setting: String,
@@ -120,7 +120,7 @@ pub struct CapEvalRow {
     pub capability_retained: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CapEvalResult {
     pub rows: Vec<CapEvalRow>,
     pub layer: usize,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use persona_engine::{Engine, Message};
 use persona_evals::DriftConversation;
 use persona_report::svg::{Chart, Series};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::answers::{answer_all, AnswerOptions, AnswerRequest, Probe};
@@ -23,7 +23,7 @@ pub struct DriftOptions {
 }
 
 /// One assistant turn and where it sits on the axis.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TurnRow {
     pub conversation: String,
     pub domain: String,
@@ -37,7 +37,7 @@ pub struct TurnRow {
 }
 
 /// The drift of one domain: per-turn means and the change from the first turn to the last.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DomainDrift {
     pub domain: String,
     pub conversations: usize,
@@ -51,7 +51,7 @@ pub struct DomainDrift {
     pub drift_ci95: Option<(f64, f64)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DriftResult {
     pub layer: usize,
     /// The cap every answer ran under (`p25@15..22`), if any.

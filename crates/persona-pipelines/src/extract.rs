@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, Message, Span, TokenSequence};
 
 use crate::PipelineError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The readings a vector can be taken from.
 pub const METHODS: [&str; 3] = ["response_avg", "prompt_avg", "prompt_last"];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExtractResult {
     /// The `response_avg` file (the one to steer with).
     pub vector_file: PathBuf,
@@ -143,7 +143,7 @@ pub fn extract_from_conversations(
 }
 
 /// Which rollouts a trait extraction keeps.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Filter {
     /// Positive rollouts need a trait score at least this.
     pub pos_min: f64,
@@ -172,7 +172,7 @@ struct Judged<'a> {
     kept: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TraitExtractResult {
     #[serde(flatten)]
     pub vectors: ExtractResult,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use persona_core::stats::{pearson, pearson_bootstrap_ci95};
 use persona_engine::{Engine, Message};
 use persona_traits::TraitSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answers::{answer_all, AnswerOptions, AnswerRequest, Probe};
 use crate::PipelineError;
@@ -29,10 +29,10 @@ pub struct MonitorOptions {
 }
 
 /// A condition's means.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorRow {
     /// `system_prompt` or `few_shot`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Scale level 0..8 (system prompts) or the number of examples (few-shot).
     pub level: usize,
     pub condition: String,
@@ -44,9 +44,9 @@ pub struct MonitorRow {
 }
 
 /// One answered prompt: its projections and judged score.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorPoint {
-    pub kind: &'static str,
+    pub kind: String,
     pub level: usize,
     pub question_index: usize,
     pub last_prompt_projection: f64,
@@ -56,14 +56,14 @@ pub struct MonitorPoint {
     pub answer: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Correlation {
     pub pearson_r: Option<f64>,
     pub ci95: Option<(f64, f64)>,
     pub n: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorResult {
     pub rows: Vec<MonitorRow>,
     /// Last-prompt-token projection vs judged trait score over every answer.
@@ -251,7 +251,7 @@ pub fn monitor(
         .zip(&answers)
         .zip(&judged)
         .map(|(((kind, level, qi), a), j)| MonitorPoint {
-            kind,
+            kind: kind.to_string(),
             level: *level,
             question_index: *qi,
             last_prompt_projection: a
@@ -273,7 +273,7 @@ pub fn monitor(
             .collect();
         let avg = |xs: Vec<f64>| (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64);
         rows.push(MonitorRow {
-            kind,
+            kind: kind.to_string(),
             level,
             condition: match kind {
                 "system_prompt" => system_prompt(spec, level, 0),

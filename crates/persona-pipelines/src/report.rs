@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use persona_report::html::Report;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::PipelineError;
@@ -41,7 +41,7 @@ pub fn record_provenance(dir: &Path, command: &str, model: &str) -> Result<(), P
         .map_err(|e| PipelineError::Write { path, source: e })
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportResult {
     pub report_file: PathBuf,
     /// Which parts were found: extract, steer, monitor.

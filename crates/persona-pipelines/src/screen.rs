@@ -54,7 +54,7 @@ pub struct SampleRow {
     pub model_projection: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TraitScreen {
     #[serde(rename = "trait")]
     pub trait_name: String,
@@ -67,7 +67,7 @@ pub struct TraitScreen {
     pub histogram_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScreenResult {
     pub samples: usize,
     pub traits: Vec<TraitScreen>,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use persona_engine::{Engine, Message};
 use persona_judges::Judge;
 use persona_traits::TraitSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answers::{answer_all, Answer, AnswerOptions, AnswerRequest, Probe};
 use crate::PipelineError;
@@ -26,7 +26,7 @@ pub struct ShiftOptions {
 }
 
 /// One evaluation question under both models.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QuestionShift {
     pub question: String,
     pub base_projection: Option<f64>,
@@ -39,7 +39,7 @@ pub struct QuestionShift {
     pub tuned_answer: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ShiftResult {
     pub layer: usize,
     /// Mean shift along v̂ over the questions, with a normal 95 % interval.

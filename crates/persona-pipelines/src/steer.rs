@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use persona_engine::{Engine, Message};
 use persona_io::LayerVectors;
 use persona_traits::TraitSpec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::answers::{answer_all, AnswerOptions, AnswerRequest, Steer};
 use crate::PipelineError;
@@ -26,7 +26,7 @@ pub struct SteerOptions {
     pub coherence_min: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SteerRow {
     pub layer: usize,
     pub alpha: f32,
@@ -39,7 +39,7 @@ pub struct SteerRow {
     pub n: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Recommendation {
     pub layer: usize,
     pub alpha: f32,
@@ -50,14 +50,14 @@ pub struct Recommendation {
     pub trait_change: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerTrend {
     pub layer: usize,
     /// Spearman's ρ between α and the mean trait score over this layer's α values.
     pub spearman_rho: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SteerResult {
     pub rows: Vec<SteerRow>,
     /// `None` when no setting raised the trait at the coherence bar.
