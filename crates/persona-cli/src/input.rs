@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use persona_engine::{Engine, HookSite, Intervention, LoadOptions, Message, Span};
+use persona_engine::{Engine, Intervention, LoadOptions, Message, Span};
+use persona_pipelines::{DirStore, RunDir};
 
 use crate::Global;
 
@@ -131,9 +132,18 @@ pub struct SteerArgs {
 
 impl SteerArgs {
     pub fn interventions(&self, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
-        let mut ivs = steering(&self.steer, self.steer_span.parse()?, engine)?;
+        let span: Span = self.steer_span.parse().context("--steer-span")?;
+        let c = engine.config();
+        let mut ivs = self
+            .steer
+            .iter()
+            .map(|spec| {
+                let spec: persona_pipelines::SteerSpec = spec.parse()?;
+                Ok(spec.intervention(span, c.n_layers, c.d_model)?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         if let Some(cap) = self.cap.cap(engine)? {
-            ivs.extend(cap.interventions(engine)?);
+            ivs.extend(cap.interventions()?);
         }
         Ok(ivs)
     }
@@ -178,59 +188,6 @@ impl CapArgs {
     }
 }
 
-/// A command's output folder in a run folder; a capped run gets its own (`steer-cap-p25-15-22`)
-/// so it never overwrites the uncapped results it is compared with.
-pub fn out_dir(
-    run_dir: &Path,
-    name: &str,
-    cap: Option<&persona_pipelines::cap::AxisCap>,
-) -> PathBuf {
-    match cap {
-        Some(c) => run_dir.join(format!("{name}-cap-{}", c.slug())),
-        None => run_dir.join(name),
-    }
-}
-
-/// `--steer FILE:LAYER:ALPHA` → an add intervention at `blocks.LAYER.resid_post`.
-fn steering(specs: &[String], span: Span, engine: &Engine) -> anyhow::Result<Vec<Intervention>> {
-    specs
-        .iter()
-        .map(|spec| {
-            let mut parts = spec.rsplitn(3, ':');
-            let (alpha, layer, file) = match (parts.next(), parts.next(), parts.next()) {
-                (Some(a), Some(l), Some(f)) => (a, l, f),
-                _ => {
-                    bail!("--steer `{spec}` must be FILE:LAYER:ALPHA, e.g. evil.safetensors:12:1.5")
-                }
-            };
-            let alpha: f32 = alpha
-                .parse()
-                .with_context(|| format!("ALPHA `{alpha}` in --steer `{spec}` is not a number"))?;
-            let layer: usize = layer.parse().with_context(|| {
-                format!("LAYER `{layer}` in --steer `{spec}` is not a layer index")
-            })?;
-            let path = Path::new(file);
-            let vectors = persona_io::LayerVectors::load(path)?;
-            let v = vectors.get(layer, path)?;
-            let t = candle_core_tensor(v, engine)?;
-            Ok(Intervention::add(
-                HookSite::resid_post(layer),
-                t,
-                alpha,
-                span,
-            ))
-        })
-        .collect()
-}
-
-fn candle_core_tensor(v: &[f32], engine: &Engine) -> anyhow::Result<persona_engine::Tensor> {
-    Ok(persona_engine::Tensor::from_slice(
-        v,
-        v.len(),
-        engine.device(),
-    )?)
-}
-
 /// A trait, its run folder and its vector: the inputs of `steer` and `monitor`.
 #[derive(clap::Args, Clone)]
 pub struct TraitRun {
@@ -245,10 +202,8 @@ pub struct TraitRun {
 }
 
 impl TraitRun {
-    pub fn dir(&self, spec: &persona_traits::TraitSpec) -> PathBuf {
-        self.run
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name))
+    pub fn dir(&self, spec: &persona_traits::TraitSpec) -> RunDir {
+        RunDir::for_trait(&spec.name, self.run.as_deref())
     }
 
     pub fn vectors(
@@ -258,9 +213,7 @@ impl TraitRun {
         let path = match &self.vector {
             Some(p) => p.clone(),
             None => {
-                let p = self
-                    .dir(spec)
-                    .join(format!("{}_response_avg.safetensors", spec.name));
+                let p = self.dir(spec).response_vector(&spec.name);
                 if !p.exists() {
                     bail!(
                         "no vector at {}: run `persona extract {}` first, or give --vector FILE",
@@ -276,11 +229,9 @@ impl TraitRun {
     }
 }
 
-/// The layer `persona steer` recommended in a trait's run folder, if any.
-pub fn recommended_layer(run_dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(run_dir.join("steer").join("steer.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["recommended"]["layer"].as_u64().map(|l| l as usize)
+/// Opens a run folder for writing (taking its lock).
+pub fn open_store(dir: &Path) -> anyhow::Result<DirStore> {
+    Ok(DirStore::open(dir)?)
 }
 
 /// Notes the command line and the model in the run folder, for `persona report`.
@@ -344,35 +295,14 @@ impl ConversationArgs {
             Some(path) => persona_evals::load_conversations(path)?,
             None => persona_evals::builtin_drift(),
         };
-        if let Some(unknown) = self
-            .domains
-            .iter()
-            .find(|d| !all.iter().any(|c| &c.domain == *d))
-        {
-            let mut known: Vec<&str> = all.iter().map(|c| c.domain.as_str()).collect();
-            known.dedup();
-            bail!(
-                "--domains: no conversation is in domain `{unknown}`; the set has {}",
-                known.join(", ")
-            );
-        }
-        let mut per_domain: std::collections::HashMap<String, usize> = Default::default();
-        let picked = all
-            .into_iter()
-            .filter(|c| self.domains.is_empty() || self.domains.contains(&c.domain))
-            .filter(|c| {
-                let n = per_domain.entry(c.domain.clone()).or_default();
-                *n += 1;
-                self.per_domain == 0 || *n <= self.per_domain
-            })
-            .map(|mut c| {
-                if self.turns > 0 {
-                    c.turns.truncate(self.turns);
-                }
-                c
-            })
-            .collect();
-        Ok(picked)
+        Ok(persona_pipelines::drift::select_conversations(
+            all,
+            &persona_pipelines::drift::ConversationFilter {
+                domains: self.domains.clone(),
+                per_domain: self.per_domain,
+                turns: self.turns,
+            },
+        )?)
     }
 }
 
@@ -380,16 +310,16 @@ impl ConversationArgs {
 pub fn load_axis(path: &Path) -> anyhow::Result<persona_io::LayerVectors> {
     if !path.exists() {
         bail!(
-            "no axis at {}: run `persona axis build` first (it writes runs/axis/axis.safetensors), or give --axis FILE",
-            path.display()
+            "no axis at {}: run `persona axis build` first (it writes {}), or give --axis FILE",
+            path.display(),
+            persona_pipelines::run_dir::default_axis_file().display()
         );
     }
     let v = persona_io::LayerVectors::load(path)?;
-    if v.metadata.get("persona.kind").is_some_and(|k| k != "axis") {
+    if let Err(kind) = persona_pipelines::axis::check_axis_file(&v) {
         bail!(
-            "{} is a {} file, not an Assistant axis: give the axis.safetensors that `persona axis build` writes",
-            path.display(),
-            v.metadata["persona.kind"]
+            "{} is a {kind} file, not an Assistant axis: give the axis.safetensors that `persona axis build` writes",
+            path.display()
         );
     }
     Ok(v)

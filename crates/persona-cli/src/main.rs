@@ -97,6 +97,10 @@ pub struct Global {
 
 fn main() {
     let cli = Cli::parse();
+    if cli.threads == Some(0) {
+        eprintln!("error: --threads 0 leaves no thread to compute on: give at least 1 (default: all cores)");
+        std::process::exit(2);
+    }
     // Must happen before any tensor work: candle reads the thread count once.
     persona_engine::set_threads(cli.threads);
     let code = match run(cli) {

@@ -31,6 +31,17 @@ pub fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// Runs `work` with a progress bar on stderr that shows its stages, cleared when it ends.
+pub fn with_progress<T, E>(
+    first_stage: &str,
+    work: impl FnOnce(&mut dyn FnMut(&str, usize, usize)) -> Result<T, E>,
+) -> Result<T, E> {
+    let bar = bar(1, first_stage);
+    let result = work(&mut stage_progress(&bar));
+    bar.finish_and_clear();
+    result
+}
+
 /// Shows a model-cache event on a progress bar.
 pub fn show_fetch_progress(bar: &indicatif::ProgressBar, p: &persona_models::Progress) {
     use persona_models::Progress;

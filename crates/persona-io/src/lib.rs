@@ -83,7 +83,9 @@ impl LayerVectors {
         }
     }
 
-    fn from_safetensors(path: &Path, bytes: &[u8]) -> Result<Self, IoError> {
+    /// Reads our safetensors bytes (held in memory, e.g. by a run store); `path` names them
+    /// in errors.
+    pub fn from_safetensors(path: &Path, bytes: &[u8]) -> Result<Self, IoError> {
         let bad = |reason: String| IoError::Format {
             path: path.to_path_buf(),
             reason,
@@ -172,22 +174,26 @@ impl LayerVectors {
         Ok(LayerVectors { layers, metadata })
     }
 
+    /// The safetensors bytes of `layer.{l}` tensors and the metadata, for a store to write.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, String> {
+        let mut tensors: HashMap<String, Tensor> = HashMap::new();
+        for (l, v) in &self.layers {
+            let t = Tensor::from_slice(v, v.len(), &Device::Cpu).map_err(|e| e.to_string())?;
+            tensors.insert(format!("layer.{l}"), t);
+        }
+        let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        safetensors::serialize(tensors.iter(), Some(meta)).map_err(|e| e.to_string())
+    }
+
     /// Writes `layer.{l}` tensors and the metadata; atomic (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<(), IoError> {
         let wr = |message: String| IoError::Write {
             path: path.to_path_buf(),
             message,
         };
-        let mut tensors: HashMap<String, Tensor> = HashMap::new();
-        for (l, v) in &self.layers {
-            let t = Tensor::from_slice(v, v.len(), &Device::Cpu).map_err(|e| wr(e.to_string()))?;
-            tensors.insert(format!("layer.{l}"), t);
-        }
-        let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         // Serialized in memory and written with the usual permissions (the crate's own file
         // writer makes files only their owner can read).
-        let bytes =
-            safetensors::serialize(tensors.iter(), Some(meta)).map_err(|e| wr(e.to_string()))?;
+        let bytes = self.to_safetensors().map_err(wr)?;
         let tmp = path.with_extension("safetensors.part");
         std::fs::write(&tmp, bytes).map_err(|e| wr(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| wr(e.to_string()))

@@ -8,7 +8,7 @@ mod lexicon;
 mod local;
 mod rubric;
 
-pub use cache::JudgementCache;
+pub use cache::{judgement_key, CacheEntry};
 pub use http::{
     ChatMessage, OpenAiClient, OpenAiConfig, OpenAiScorer, DEFAULT_BASE_URL, TOP_LOGPROBS,
 };
@@ -24,8 +24,6 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
-    #[error("judgement cache {path}: {message}")]
-    Cache { path: String, message: String },
     /// The judge's backend failed (unreachable server, bad reply, model error).
     #[error("judge: {0}")]
     Backend(String),

@@ -3,15 +3,15 @@
 //! what is new. Optionally reads each answer's projection onto a probe direction on the way.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use persona_engine::{
     CaptureSpec, Engine, GenerateRequest, HookSite, Intervention, Message, SamplingParams, Span,
-    Tensor,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
+
+use crate::store::{append_records, read_records, RunStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnswerError {
@@ -19,10 +19,12 @@ pub enum AnswerError {
     Engine(#[from] persona_engine::EngineError),
     #[error(transparent)]
     Log(#[from] persona_io::IoError),
-    #[error("answer cache {path}: {message}")]
-    Cache { path: PathBuf, message: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("the probe direction has {got} values but the model's hidden size is {want}: was the vector made with another model?")]
     ProbeSize { got: usize, want: usize },
+    #[error("{0}")]
+    Options(String),
     #[error("layer {layer} does not exist: the model has layers 0..{n}")]
     Layer { layer: usize, n: usize },
 }
@@ -53,6 +55,29 @@ pub struct AnswerOptions {
     pub batch_size: usize,
     /// An Assistant-axis cap applied to every answer (part of the cache key).
     pub cap: Option<crate::cap::AxisCap>,
+}
+
+impl AnswerOptions {
+    /// Settings no answer can be generated with, refused before any work.
+    pub fn validate(&self) -> Result<(), AnswerError> {
+        if self.max_tokens == 0 {
+            return Err(AnswerError::Options(
+                "--max-tokens 0 would give empty answers: give at least 1".into(),
+            ));
+        }
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(AnswerError::Options(format!(
+                "--temperature {} is not a temperature: give 0 (greedy) or a positive number",
+                self.temperature
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(AnswerError::Options(
+                "--batch-size 0 generates nothing: give at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Read `h·u` (u = direction / ‖direction‖) at `blocks.{layer}.resid_post` for the last prompt
@@ -89,23 +114,83 @@ fn key_seed(key: &str) -> u64 {
     u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
 }
 
-/// Answers every request, from `cache_path` where it has them (with the projections when a
-/// probe is asked for), generating the rest. `steer_vectors` holds the vectors the requests'
-/// `steer` refers to. `progress` receives (done, total) after each batch.
+/// One batch of answers to produce: the requests, how to generate them, the vectors their
+/// `steer` refers to, an optional probe to read on the way, and the store cache that makes a
+/// rerun generate only what is new.
+pub struct AnswerJob<'a> {
+    pub engine: &'a Engine,
+    pub requests: &'a [AnswerRequest],
+    pub options: &'a AnswerOptions,
+    pub steer_vectors: Option<&'a persona_io::LayerVectors>,
+    pub probe: Option<Probe<'a>>,
+    pub store: &'a dyn RunStore,
+    /// The cache's name in the store (`answers_cache.jsonl`).
+    pub cache: &'a str,
+}
+
+impl<'a> AnswerJob<'a> {
+    /// A job over `requests` cached in the store's `answers_cache.jsonl`, with no steering
+    /// vectors and no probe.
+    pub fn new(
+        engine: &'a Engine,
+        requests: &'a [AnswerRequest],
+        options: &'a AnswerOptions,
+        store: &'a dyn RunStore,
+    ) -> Self {
+        AnswerJob {
+            engine,
+            requests,
+            options,
+            steer_vectors: None,
+            probe: None,
+            store,
+            cache: ANSWER_CACHE,
+        }
+    }
+
+    /// Reads `probe` on the way.
+    pub fn probed(self, probe: Probe<'a>) -> Self {
+        AnswerJob {
+            probe: Some(probe),
+            ..self
+        }
+    }
+
+    /// The vectors the requests' `steer` refers to.
+    pub fn steered_by(self, vectors: &'a persona_io::LayerVectors) -> Self {
+        AnswerJob {
+            steer_vectors: Some(vectors),
+            ..self
+        }
+    }
+
+    /// Caches in `cache` instead of `answers_cache.jsonl`.
+    pub fn cached_in(self, cache: &'a str) -> Self {
+        AnswerJob { cache, ..self }
+    }
+}
+
+/// The name of the answer cache every pipeline keeps in its store.
+pub const ANSWER_CACHE: &str = "answers_cache.jsonl";
+
+/// Answers every request of the job, from its cache where it has them (with the projections
+/// when a probe is asked for), generating the rest. `progress` receives (done, total) after
+/// each batch.
 pub fn answer_all(
-    engine: &Engine,
-    requests: &[AnswerRequest],
-    opts: &AnswerOptions,
-    steer_vectors: Option<&persona_io::LayerVectors>,
-    probe: Option<Probe>,
-    cache_path: &Path,
+    job: &AnswerJob,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Answer>, AnswerError> {
+    let AnswerJob {
+        engine,
+        requests,
+        options: opts,
+        steer_vectors,
+        probe,
+        store,
+        cache,
+    } = *job;
+    opts.validate()?;
     let c = engine.config();
-    let cache_err = |message: String| AnswerError::Cache {
-        path: cache_path.to_path_buf(),
-        message,
-    };
     if let Some(p) = probe {
         if p.layer >= c.n_layers {
             return Err(AnswerError::Layer {
@@ -120,15 +205,19 @@ pub fn answer_all(
             });
         }
     }
-    let cached: Vec<Answer> = persona_io::read_log(cache_path)?;
+    let cached: Vec<Answer> = read_records(store, cache)?;
     let mut have: HashMap<String, Answer> = cached
         .into_iter()
         .filter(|a| probe.is_none() || a.last_prompt_projection.is_some())
         .map(|a| (a.key.clone(), a))
         .collect();
+    let mut seen = std::collections::HashSet::new();
     let todo: Vec<&AnswerRequest> = requests
         .iter()
-        .filter(|r| !have.contains_key(&cache_key(&r.key, opts)))
+        .filter(|r| {
+            let k = cache_key(&r.key, opts);
+            !have.contains_key(&k) && seen.insert(k)
+        })
         .collect();
     let total = requests.len();
     let mut done = total - todo.len();
@@ -140,9 +229,8 @@ pub fn answer_all(
             .map(|x| (*x as f64 / n) as f32)
             .collect::<Vec<f32>>()
     });
-    let mut steer_tensors: HashMap<usize, Tensor> = HashMap::new();
     let cap_interventions = match &opts.cap {
-        Some(cap) => cap.interventions(engine)?,
+        Some(cap) => cap.interventions()?,
         None => Vec::new(),
     };
     let batch = opts.batch_size.max(1);
@@ -158,20 +246,11 @@ pub fn answer_all(
                 continue;
             }
             let vectors = steer_vectors.expect("steered requests come with their vectors");
-            if let std::collections::hash_map::Entry::Vacant(e) = steer_tensors.entry(s.layer) {
-                let v = vectors.get(s.layer, Path::new("the steering vector"))?;
-                let t = Tensor::from_slice(v, v.len(), engine.device())
-                    .map_err(persona_engine::EngineError::from)?;
-                e.insert(t);
-            }
-            let mut iv = Intervention::add(
-                HookSite::resid_post(s.layer),
-                steer_tensors[&s.layer].clone(),
-                s.alpha,
-                Span::All,
+            let v = vectors.get(s.layer, Path::new("the steering vector"))?;
+            interventions.push(
+                Intervention::add_values(HookSite::resid_post(s.layer), v, s.alpha, Span::All)?
+                    .for_sequences(vec![row]),
             );
-            iv.sequences = Some(vec![row]);
-            interventions.push(iv);
         }
         let captures = match probe {
             Some(p) => CaptureSpec {
@@ -201,11 +280,7 @@ pub fn answer_all(
             batch_size: batch,
         };
         let gens = engine.generate(&req, &mut |_| {})?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(cache_path)
-            .map_err(|e| cache_err(e.to_string()))?;
+        let mut fresh = Vec::with_capacity(chunk.len());
         for (r, g) in chunk.iter().zip(gens) {
             let (mut last, mut mean) = (None, None);
             if let (Some(p), Some(u)) = (probe, &unit) {
@@ -214,14 +289,15 @@ pub fn answer_all(
                     mean = cap.means[0].as_ref().map(|h| persona_core::dot(h, u));
                 }
             }
-            let a = Answer {
+            fresh.push(Answer {
                 key: cache_key(&r.key, opts),
                 text: g.text,
                 last_prompt_projection: last,
                 response_projection: mean,
-            };
-            let line = serde_json::to_string(&a).expect("answers serialize");
-            writeln!(file, "{line}").map_err(|e| cache_err(e.to_string()))?;
+            });
+        }
+        append_records(store, cache, &fresh)?;
+        for a in fresh {
             have.insert(a.key.clone(), a);
         }
         done += chunk.len();

@@ -1,108 +1,149 @@
-//! Judging many answers through the on-disk judgement cache, in small chunks so progress moves
-//! and a crash loses at most one chunk.
+//! Judging many answers through a judgement cache in the run's store, in small chunks so
+//! progress moves and a crash loses at most one chunk.
 
-use std::path::Path;
-
-use persona_judges::{Judge, JudgeError, Judgement, JudgementCache, NumberScorer};
+use persona_judges::{judgement_key, CacheEntry, Judge, Judgement, NumberScorer};
 use persona_traits::TraitSpec;
+
+use crate::store::{append_records, read_records, RunStore};
+use crate::PipelineError;
 
 /// Answers per judge call: small, because a local judge takes seconds per answer.
 const CHUNK: usize = 16;
 
-/// Judges every (question, answer) not already in the cache at `cache_path` and returns every
-/// judgement in order. `progress` receives (done, total).
+/// The name of the judgement cache every pipeline keeps in its store.
+pub const JUDGEMENT_CACHE: &str = "judgements.jsonl";
+
+/// (question, answer) pairs to judge for a trait, and where their judgements are cached.
+pub struct JudgeJob<'a> {
+    pub judge: &'a dyn Judge,
+    pub spec: &'a TraitSpec,
+    pub items: &'a [(String, String)],
+    pub store: &'a dyn RunStore,
+    /// The cache's name in the store (`judgements.jsonl`).
+    pub cache: &'a str,
+}
+
+impl<'a> JudgeJob<'a> {
+    /// Items judged through the store's `judgements.jsonl`.
+    pub fn new(
+        judge: &'a dyn Judge,
+        spec: &'a TraitSpec,
+        items: &'a [(String, String)],
+        store: &'a dyn RunStore,
+    ) -> Self {
+        JudgeJob {
+            judge,
+            spec,
+            items,
+            store,
+            cache: JUDGEMENT_CACHE,
+        }
+    }
+}
+
+/// Judges every item not already in the job's cache and returns every judgement in order.
+/// `progress` receives (done, total).
 pub fn judge_cached(
-    judge: &dyn Judge,
-    spec: &TraitSpec,
-    items: &[(String, String)],
-    cache_path: &Path,
+    job: &JudgeJob,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Judgement>, JudgeError> {
-    let judge_id = judge.id();
-    let keys: Vec<String> = items
+) -> Result<Vec<Judgement>, PipelineError> {
+    let judge_id = job.judge.id();
+    let keys: Vec<String> = job
+        .items
         .iter()
-        .map(|(q, a)| JudgementCache::key(&judge_id, &spec.judge_rubric, q, a))
+        .map(|(q, a)| judgement_key(&judge_id, &job.spec.judge_rubric, q, a))
         .collect();
     through_cache(
         &keys,
-        cache_path,
+        job.store,
+        job.cache,
         &mut |chunk| {
-            let batch: Vec<(String, String)> = chunk.iter().map(|&i| items[i].clone()).collect();
-            judge.judge(spec, &batch)
+            let batch: Vec<(String, String)> =
+                chunk.iter().map(|&i| job.items[i].clone()).collect();
+            Ok(job.judge.judge(job.spec, &batch)?)
         },
         progress,
     )
 }
 
 /// Judges the items at the given indices.
-type JudgeChunk<'a> = dyn FnMut(&[usize]) -> Result<Vec<Judgement>, JudgeError> + 'a;
+type JudgeChunk<'a> = dyn FnMut(&[usize]) -> Result<Vec<Judgement>, PipelineError> + 'a;
 
-/// Runs `judge` on the indices of the keys missing from the cache at `cache_path`, a chunk at
-/// a time (the same key twice is judged once), and returns every key's judgement in order.
+/// Runs `judge` on the indices of the keys missing from the cache, a chunk at a time (the same
+/// key twice is judged once), and returns every key's judgement in order.
 fn through_cache(
     keys: &[String],
-    cache_path: &Path,
+    store: &dyn RunStore,
+    cache: &str,
     judge: &mut JudgeChunk,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Judgement>, JudgeError> {
-    let mut cache = JudgementCache::open(cache_path)?;
+) -> Result<Vec<Judgement>, PipelineError> {
+    let mut have: std::collections::HashMap<String, Judgement> =
+        read_records::<CacheEntry>(store, cache)?
+            .into_iter()
+            .map(|e| (e.key, e.judgement))
+            .collect();
     let mut seen = std::collections::HashSet::new();
     let missing: Vec<usize> = (0..keys.len())
-        .filter(|&i| cache.get(&keys[i]).is_none() && seen.insert(keys[i].as_str()))
+        .filter(|&i| !have.contains_key(&keys[i]) && seen.insert(keys[i].as_str()))
         .collect();
     let total = keys.len();
     let mut done = total - missing.len();
     progress(done, total);
     for chunk in missing.chunks(CHUNK) {
-        for (&i, j) in chunk.iter().zip(judge(chunk)?) {
-            cache.insert(keys[i].clone(), j)?;
+        let entries: Vec<CacheEntry> = chunk
+            .iter()
+            .zip(judge(chunk)?)
+            .map(|(&i, judgement)| CacheEntry {
+                key: keys[i].clone(),
+                judgement,
+            })
+            .collect();
+        append_records(store, cache, &entries)?;
+        for e in entries {
+            have.insert(e.key, e.judgement);
         }
         done = (done + chunk.len()).min(total);
         progress(done, total);
     }
-    Ok(keys
-        .iter()
-        .map(|k| cache.get(k).expect("every item was judged"))
-        .collect())
+    Ok(keys.iter().map(|k| have[k]).collect())
 }
 
-/// Judges generated answers against the question each request ended with.
-pub fn judge_answers(
-    judge: &dyn Judge,
-    spec: &TraitSpec,
+/// The (question, answer) pairs of generated answers: the question is the last message of
+/// each request.
+pub fn question_answer_pairs(
     requests: &[crate::answers::AnswerRequest],
     answers: &[crate::answers::Answer],
-    cache_path: &Path,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Judgement>, JudgeError> {
-    let items: Vec<(String, String)> = requests
+) -> Vec<(String, String)> {
+    requests
         .iter()
         .zip(answers)
         .map(|(r, a)| {
             let question = r.messages.last().map_or("", |m| m.content.as_str());
             (question.to_string(), a.text.clone())
         })
-        .collect();
-    judge_cached(judge, spec, &items, cache_path, progress)
+        .collect()
 }
 
-/// Scores rubric prompts (each a whole judge prompt) with a number scorer through the cache at
-/// `cache_path`; `rubric` names the rubric in the cache keys. Returns the scores in order.
+/// Scores rubric prompts (each a whole judge prompt) with a number scorer through the cache
+/// `cache` in `store`; `rubric` names the rubric in the cache keys. Returns the scores in order.
 pub fn score_prompts_cached(
     scorer: &dyn NumberScorer,
     rubric: &str,
     prompts: &[String],
-    cache_path: &Path,
+    store: &dyn RunStore,
+    cache: &str,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Option<f64>>, JudgeError> {
+) -> Result<Vec<Option<f64>>, PipelineError> {
     let scorer_id = scorer.id();
     let keys: Vec<String> = prompts
         .iter()
-        .map(|p| JudgementCache::key(&scorer_id, rubric, p, ""))
+        .map(|p| judgement_key(&scorer_id, rubric, p, ""))
         .collect();
     let judged = through_cache(
         &keys,
-        cache_path,
+        store,
+        cache,
         &mut |chunk| {
             let batch: Vec<String> = chunk.iter().map(|&i| prompts[i].clone()).collect();
             Ok(scorer

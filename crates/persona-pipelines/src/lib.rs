@@ -1,19 +1,28 @@
-//! persona's pipelines over the engine. Each one turns plain inputs (conversations, specs,
-//! vectors) into result files through `Engine::forward_batch` / `Engine::generate`.
+//! persona's pipelines over the engine. Each one plans its prompts, runs them through
+//! `Engine::forward_batch` / `Engine::generate` (answers and judgements cached in a
+//! [`store::RunStore`]), and summarises with pure functions of the answers and judgements. The
+//! library never decides where output goes: results come back typed, artifacts go to the store.
 
 pub mod answers;
 pub mod axis;
 pub mod cap;
-pub mod cap_eval;
 pub mod drift;
 pub mod extract;
 pub mod judging;
 pub mod monitor;
 pub mod report;
-pub mod rollouts;
+pub mod run_dir;
 pub mod screen;
 pub mod shift;
 pub mod steer;
+pub mod steer_spec;
+pub mod store;
+pub mod vector_meta;
+
+pub use run_dir::RunDir;
+pub use steer_spec::SteerSpec;
+pub use store::{DirStore, MemoryStore, RunStore};
+pub use vector_meta::VectorMeta;
 
 use std::path::{Path, PathBuf};
 
@@ -30,23 +39,13 @@ pub enum PipelineError {
     Judge(#[from] persona_judges::JudgeError),
     #[error(transparent)]
     Dataset(#[from] persona_io::DatasetError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     #[error("{path} holds vectors of size {got} but the model's hidden size is {want}: it was made with another model")]
     VectorSize {
         path: PathBuf,
         got: usize,
         want: usize,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot create the output folder {path}: {source}")]
-    OutDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
     },
     #[error("{0}")]
     Input(String),
@@ -67,63 +66,19 @@ pub struct VectorSource<'a> {
     pub file: &'a Path,
 }
 
-/// What a vector file says about itself (DESIGN.md's `persona.*` metadata).
-pub(crate) struct VectorMeta<'a> {
-    pub kind: &'a str,
-    pub name: &'a str,
-    pub method: &'a str,
-    pub model: &'a str,
-    pub n_pos: usize,
-    pub n_neg: Option<usize>,
-}
-
-/// Vectors at layers 0.. with their `persona.*` metadata, ready to save.
-pub(crate) fn persona_vectors(
-    per_layer: impl IntoIterator<Item = Vec<f32>>,
-    meta: &VectorMeta,
-) -> persona_io::LayerVectors {
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut v = persona_io::LayerVectors {
-        layers: per_layer.into_iter().enumerate().collect(),
-        ..Default::default()
-    };
-    let mut put = |key: &str, value: String| {
-        v.metadata.insert(format!("persona.{key}"), value);
-    };
-    put("kind", meta.kind.to_string());
-    put("name", meta.name.to_string());
-    put("hook_point", "resid_post".to_string());
-    put("method", meta.method.to_string());
-    put("model", meta.model.to_string());
-    put("n_pos", meta.n_pos.to_string());
-    if let Some(n) = meta.n_neg {
-        put("n_neg", n.to_string());
+impl VectorSource<'_> {
+    /// The vector at `layer`, checked against the model's hidden size.
+    pub fn layer(&self, layer: usize, d_model: usize) -> Result<&[f32], PipelineError> {
+        let v = self.vectors.get(layer, self.file)?;
+        if v.len() != d_model {
+            return Err(PipelineError::VectorSize {
+                path: self.file.to_path_buf(),
+                got: v.len(),
+                want: d_model,
+            });
+        }
+        Ok(v)
     }
-    put("created", created.to_string());
-    v
-}
-
-pub(crate) fn create_dir(path: &Path) -> Result<(), PipelineError> {
-    std::fs::create_dir_all(path).map_err(|e| PipelineError::OutDir {
-        path: path.to_path_buf(),
-        source: e,
-    })
-}
-
-/// Writes one JSON line per row, atomically.
-pub(crate) fn write_jsonl<T: serde::Serialize>(
-    path: &Path,
-    rows: impl IntoIterator<Item = T>,
-) -> Result<(), PipelineError> {
-    let mut text = String::new();
-    for row in rows {
-        text.push_str(&serde_json::to_string(&row).expect("result rows serialize"));
-        text.push('\n');
-    }
-    write_file(path, text.as_bytes())
 }
 
 /// The mean and its normal 95 % interval, each `None` where there are too few values.
@@ -135,18 +90,4 @@ pub(crate) fn mean_and_ci(
         Some((m, ci)) => (Some(m), ci),
         None => (None, None),
     }
-}
-
-/// Writes a result as pretty JSON, atomically.
-pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), PipelineError> {
-    let json = serde_json::to_string_pretty(value).expect("results serialize");
-    write_file(path, json.as_bytes())
-}
-
-/// Writes a result file atomically (a crash leaves the old file or the new one).
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
-    persona_report::write_atomic(path, bytes).map_err(|e| PipelineError::Write {
-        path: path.to_path_buf(),
-        source: e,
-    })
 }

@@ -22,7 +22,10 @@ struct Provenance {
 
 /// Appends the command and model to `dir`'s provenance log.
 pub fn record_provenance(dir: &Path, command: &str, model: &str) -> Result<(), PipelineError> {
-    crate::create_dir(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| crate::store::StoreError::CreateDir {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
     let path = dir.join(PROVENANCE);
     let line = serde_json::to_string(&Provenance {
         command: command.to_string(),
@@ -38,7 +41,7 @@ pub fn record_provenance(dir: &Path, command: &str, model: &str) -> Result<(), P
         .append(true)
         .open(&path)
         .and_then(|mut f| writeln!(f, "{line}"))
-        .map_err(|e| PipelineError::Write { path, source: e })
+        .map_err(|e| crate::store::StoreError::Write { path, source: e }.into())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -478,7 +481,12 @@ pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
         )));
     }
     let report_file = run_dir.join("report.html");
-    crate::write_file(&report_file, page.to_html().as_bytes())?;
+    persona_report::write_atomic(&report_file, page.to_html().as_bytes()).map_err(|e| {
+        crate::store::StoreError::Write {
+            path: report_file.clone(),
+            source: e,
+        }
+    })?;
     Ok(ReportResult {
         report_file,
         sections,

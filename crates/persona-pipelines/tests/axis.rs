@@ -9,6 +9,7 @@ use persona_engine::{Engine, LoadOptions};
 use persona_io::LayerVectors;
 use persona_pipelines::answers::AnswerOptions;
 use persona_pipelines::axis::{build_axis, AxisOptions};
+use persona_pipelines::DirStore;
 
 #[test]
 fn axis_build_on_the_default_model() {
@@ -36,7 +37,7 @@ fn axis_build_on_the_default_model() {
         &inventory,
         None,
         &opts,
-        dir.path(),
+        &DirStore::open(dir.path()).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap();
@@ -101,7 +102,7 @@ fn axis_build_on_the_default_model() {
         &inventory,
         None,
         &opts,
-        dir.path(),
+        &DirStore::open(dir.path()).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap();

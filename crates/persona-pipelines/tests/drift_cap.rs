@@ -4,6 +4,7 @@
 #[path = "../../persona-engine/tests/common/mod.rs"]
 mod common;
 
+use persona_pipelines::DirStore;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -12,8 +13,8 @@ use persona_evals::{DriftConversation, McQuestion};
 use persona_io::LayerVectors;
 use persona_judges::{JudgeError, NumberScorer};
 use persona_pipelines::answers::AnswerOptions;
+use persona_pipelines::cap::eval::{cap_eval, mcq_scores, CapEvalOptions, CapEvalSets, McqScoring};
 use persona_pipelines::cap::AxisCap;
-use persona_pipelines::cap_eval::{cap_eval, mcq_scores, CapEvalOptions, CapEvalSets, McqScoring};
 use persona_pipelines::drift::{run_drift, DriftOptions};
 use persona_pipelines::VectorSource;
 
@@ -84,7 +85,15 @@ fn drift_turns_and_the_cap_floor_on_the_default_model() {
         answers: answers(),
     };
     let out = dir.path().join("drift");
-    let r = run_drift(&engine, &convs, source, &opts, &out, &mut |_, _, _| {}).unwrap();
+    let r = run_drift(
+        &engine,
+        &convs,
+        source,
+        &opts,
+        &DirStore::open(&out).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     // Two turns of the first conversation, one of the second, in conversation order.
     let ids: Vec<(String, usize)> = r
         .rows
@@ -125,7 +134,15 @@ fn drift_turns_and_the_cap_floor_on_the_default_model() {
     );
 
     // A rerun answers from the cache: the same rows.
-    let again = run_drift(&engine, &convs, source, &opts, &out, &mut |_, _, _| {}).unwrap();
+    let again = run_drift(
+        &engine,
+        &convs,
+        source,
+        &opts,
+        &DirStore::open(&out).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!(again.rows, r.rows);
 
     // Capped at p75 = 40 over a window holding the read layer: every token's projection is
@@ -138,7 +155,15 @@ fn drift_turns_and_the_cap_floor_on_the_default_model() {
             ..answers()
         },
     };
-    let rc = run_drift(&engine, &convs, source, &capped, &out, &mut |_, _, _| {}).unwrap();
+    let rc = run_drift(
+        &engine,
+        &convs,
+        source,
+        &capped,
+        &DirStore::open(&out).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!(rc.cap.as_deref(), Some("p75@14..18"));
     for t in &rc.rows {
         let p = t.projection.unwrap();
@@ -206,7 +231,7 @@ fn cap_eval_tables_on_the_default_model() {
         sets,
         Some(&LengthScorer),
         &opts,
-        dir.path(),
+        &DirStore::open(dir.path()).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap();

@@ -10,6 +10,7 @@ use persona_judges::{LexiconJudge, Polarity};
 use persona_pipelines::answers::AnswerOptions;
 use persona_pipelines::monitor::{monitor, MonitorOptions, SYSTEM_PROMPT_LEVELS};
 use persona_pipelines::steer::{steer_sweep, SteerOptions};
+use persona_pipelines::DirStore;
 
 const BRIGHT: [&str; 4] = [
     "Things are looking up! This is a great chance to learn, and I am sure it will work out wonderfully.",
@@ -48,7 +49,7 @@ fn steer_monitor_and_report_on_the_default_model() {
         &conversations(&spec, &BRIGHT),
         &conversations(&spec, &GLOOMY),
         "optimistic",
-        run,
+        &DirStore::open(run).unwrap(),
         &mut |_| {},
     )
     .unwrap();
@@ -81,7 +82,7 @@ fn steer_monitor_and_report_on_the_default_model() {
         source,
         &judge,
         &opts,
-        &steer_dir,
+        &DirStore::open(&steer_dir).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap();
@@ -112,7 +113,7 @@ fn steer_monitor_and_report_on_the_default_model() {
         source,
         &judge,
         &opts,
-        &steer_dir,
+        &DirStore::open(&steer_dir).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap();
@@ -122,6 +123,28 @@ fn steer_monitor_and_report_on_the_default_model() {
         "a rerun regenerated cached answers"
     );
     assert_eq!(again.rows[2].trait_score, s.rows[2].trait_score);
+    // The same sweep into memory gives the same numbers, with its artifacts held by name, and
+    // the folder's result reads back through the type that wrote it.
+    let memory = persona_pipelines::MemoryStore::new();
+    let in_memory = steer_sweep(
+        &engine,
+        &spec,
+        source,
+        &judge,
+        &opts,
+        &memory,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(in_memory.rows, s.rows);
+    assert!(memory.names().contains(&"steer.json".to_string()));
+    assert!(!steer_dir.join(".persona.lock").exists());
+    let read_back = persona_pipelines::RunDir::new(run)
+        .steer_result()
+        .unwrap()
+        .unwrap();
+    assert_eq!(read_back.rows, s.rows);
+    assert_eq!(read_back.recommended, s.recommended);
 
     let mopts = MonitorOptions {
         layer: 10,
@@ -136,7 +159,7 @@ fn steer_monitor_and_report_on_the_default_model() {
         source,
         &judge,
         &mopts,
-        &run.join("monitor"),
+        &DirStore::open(run.join("monitor")).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap();

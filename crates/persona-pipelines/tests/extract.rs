@@ -7,6 +7,7 @@ mod common;
 
 use common::{default_model_path, load_npz, shared};
 use persona_engine::{Engine, LoadOptions};
+use persona_pipelines::DirStore;
 
 #[test]
 fn workload_vectors_match_pytorch() {
@@ -20,7 +21,7 @@ fn workload_vectors_match_pytorch() {
         &pos,
         &neg,
         "cruel",
-        out.path(),
+        &DirStore::open(out.path()).unwrap(),
         &mut |_| {},
     )
     .unwrap();
@@ -68,7 +69,7 @@ fn conversations_without_a_final_response_are_refused() {
         &good,
         &bad,
         "x",
-        out.path(),
+        &DirStore::open(out.path()).unwrap(),
         &mut |_| {},
     )
     .unwrap_err()

@@ -6,6 +6,7 @@
 #[path = "../../persona-engine/tests/common/mod.rs"]
 mod common;
 
+use persona_pipelines::DirStore;
 use std::path::Path;
 
 use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, LoadOptions, Message};
@@ -99,7 +100,15 @@ fn screen_on_the_default_model() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
     let out = dir.path().join("out");
-    let r = screen(&engine, &data, &traits, &opts, &out, &mut |_, _, _| {}).unwrap();
+    let r = screen(
+        &engine,
+        &data,
+        &traits,
+        &opts,
+        &DirStore::open(&out).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!(r.samples, 4);
     let rows: Vec<persona_pipelines::screen::SampleRow> =
         persona_io::read_log(&r.rows_file).unwrap();
@@ -157,7 +166,15 @@ fn screen_on_the_default_model() {
     assert_eq!(all, want);
 
     // One chunk or three, first run or rerun from the cache: the same rows.
-    let again = screen(&engine, &data, &traits, &opts, &out, &mut |_, _, _| {}).unwrap();
+    let again = screen(
+        &engine,
+        &data,
+        &traits,
+        &opts,
+        &DirStore::open(&out).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!(again.samples, 4);
     let cached = std::fs::read_to_string(out.join("screen_samples.jsonl")).unwrap();
     assert_eq!(cached.lines().count(), 4, "a rerun measures nothing again");
@@ -171,7 +188,7 @@ fn screen_on_the_default_model() {
         &data,
         &traits,
         &one_chunk,
-        &out2,
+        &DirStore::open(&out2).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap();
@@ -190,7 +207,7 @@ fn screen_on_the_default_model() {
         &bad,
         &traits,
         &opts,
-        &dir.path().join("o3"),
+        &DirStore::open(dir.path().join("o3")).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap_err()
@@ -202,7 +219,7 @@ fn screen_on_the_default_model() {
         &bad,
         &traits,
         &opts,
-        &dir.path().join("o4"),
+        &DirStore::open(dir.path().join("o4")).unwrap(),
         &mut |_, _, _| {},
     )
     .unwrap_err()

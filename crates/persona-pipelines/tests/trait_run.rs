@@ -6,8 +6,9 @@ mod common;
 
 use persona_engine::{Engine, LoadOptions};
 use persona_judges::{LexiconJudge, Polarity};
+use persona_pipelines::extract::rollouts::RolloutOptions;
 use persona_pipelines::extract::{extract_trait, Filter, TraitExtractOptions};
-use persona_pipelines::rollouts::RolloutOptions;
+use persona_pipelines::DirStore;
 
 const SPEC: &str = r#"
 name = "cheerful"
@@ -38,8 +39,15 @@ fn trait_extraction_resumes_from_its_caches() {
         filter: None,
         min_kept: 1,
     };
-    let first =
-        extract_trait(&engine, &spec, &judge, &opts, dir.path(), &mut |_, _, _| {}).unwrap();
+    let first = extract_trait(
+        &engine,
+        &spec,
+        &judge,
+        &opts,
+        &DirStore::open(dir.path()).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     // 2 sides × 1 pair × 2 questions × 2 samples.
     assert_eq!(first.rollouts, 8);
     assert_eq!((first.kept_pos, first.kept_neg), (4, 4));
@@ -60,8 +68,15 @@ fn trait_extraction_resumes_from_its_caches() {
     let lines: Vec<&str> = rollouts.lines().collect();
     let torn = format!("{}\n{}", lines[..6].join("\n"), &lines[6][..10]);
     std::fs::write(dir.path().join("rollouts.jsonl"), torn).unwrap();
-    let second =
-        extract_trait(&engine, &spec, &judge, &opts, dir.path(), &mut |_, _, _| {}).unwrap();
+    let second = extract_trait(
+        &engine,
+        &spec,
+        &judge,
+        &opts,
+        &DirStore::open(dir.path()).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
     assert_eq!(second.rollouts, 8);
     let v2 = persona_io::LayerVectors::load(&second.vectors.vector_file).unwrap();
     // Per-slot seeds: the regenerated rollouts are the ones an uninterrupted run made.
@@ -76,8 +91,15 @@ fn trait_extraction_resumes_from_its_caches() {
         coherence_min: 50.0,
     });
     opts.min_kept = 1;
-    let e = extract_trait(&engine, &spec, &judge, &opts, dir.path(), &mut |_, _, _| {})
-        .unwrap_err()
-        .to_string();
+    let e = extract_trait(
+        &engine,
+        &spec,
+        &judge,
+        &opts,
+        &DirStore::open(dir.path()).unwrap(),
+        &mut |_, _, _| {},
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("0 positive") && e.contains("--no-filter"), "{e}");
 }

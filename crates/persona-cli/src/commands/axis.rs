@@ -94,19 +94,20 @@ fn build(g: &Global, a: BuildArgs) -> anyhow::Result<()> {
         tau_samples: a.tau_samples,
         model_name: engine.config().name.clone(),
     };
-    let bar = crate::output::bar(1, "rollouts");
-    let r = persona_pipelines::axis::build_axis(
-        &engine,
-        &inventory,
-        scorer
-            .as_deref()
-            .map(|s| s as &dyn persona_judges::NumberScorer),
-        &opts,
-        &a.out,
-        &mut crate::output::stage_progress(&bar),
-    )
+    let store = crate::input::open_store(&a.out)?;
+    let r = crate::output::with_progress("rollouts", |progress| {
+        persona_pipelines::axis::build_axis(
+            &engine,
+            &inventory,
+            scorer
+                .as_deref()
+                .map(|s| s as &dyn persona_judges::NumberScorer),
+            &opts,
+            &store,
+            progress,
+        )
+    })
     .with_context(|| format!("building the axis in {}", a.out.display()))?;
-    bar.finish_and_clear();
     emit(g.format, &r, || {
         println!(
             "{} roles, {} rollouts ({} kept; judge: {})",

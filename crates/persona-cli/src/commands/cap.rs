@@ -1,8 +1,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use persona_pipelines::cap::eval::McqScoring;
 use persona_pipelines::cap::{default_window, parse_window, AxisCap};
-use persona_pipelines::cap_eval::McqScoring;
 
 use crate::input::{load_axis, load_engine, AnswerArgs, ConversationArgs};
 use crate::output::emit;
@@ -139,7 +139,7 @@ fn eval(g: &Global, a: EvalArgs) -> anyhow::Result<()> {
         })?),
     };
     crate::input::record(&engine, &a.out)?;
-    let opts = persona_pipelines::cap_eval::CapEvalOptions {
+    let opts = persona_pipelines::cap::eval::CapEvalOptions {
         layer,
         answers: a.answers.options(),
         harm_threshold: a.harm_threshold,
@@ -148,28 +148,29 @@ fn eval(g: &Global, a: EvalArgs) -> anyhow::Result<()> {
             Scoring::Letter => McqScoring::Letter,
         },
     };
-    let bar = crate::output::bar(1, "jailbreaks");
-    let r = persona_pipelines::cap_eval::cap_eval(
-        &engine,
-        persona_pipelines::VectorSource {
-            vectors: &axis,
-            file: &a.axis,
-        },
-        &caps,
-        persona_pipelines::cap_eval::CapEvalSets {
-            jailbreaks: &jailbreaks,
-            conversations: &conversations,
-            mcq: &mcq,
-        },
-        scorer
-            .as_deref()
-            .map(|s| s as &dyn persona_judges::NumberScorer),
-        &opts,
-        &a.out,
-        &mut crate::output::stage_progress(&bar),
-    )
+    let store = crate::input::open_store(&a.out)?;
+    let r = crate::output::with_progress("jailbreaks", |progress| {
+        persona_pipelines::cap::eval::cap_eval(
+            &engine,
+            persona_pipelines::VectorSource {
+                vectors: &axis,
+                file: &a.axis,
+            },
+            &caps,
+            persona_pipelines::cap::eval::CapEvalSets {
+                jailbreaks: &jailbreaks,
+                conversations: &conversations,
+                mcq: &mcq,
+            },
+            scorer
+                .as_deref()
+                .map(|s| s as &dyn persona_judges::NumberScorer),
+            &opts,
+            &store,
+            progress,
+        )
+    })
     .with_context(|| format!("evaluating the cap into {}", a.out.display()))?;
-    bar.finish_and_clear();
     emit(g.format, &r, || {
         println!(
             "{} jailbreaks (harm judge: {}), {} drift conversations, {} questions; projections at layer {}",

@@ -38,7 +38,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let cap = a.cap.cap(&engine)?;
     let out = match &a.out {
         Some(o) => o.clone(),
-        None => crate::input::out_dir(std::path::Path::new("runs"), "drift", cap.as_ref()),
+        None => persona_pipelines::run_dir::drift_dir(cap.as_ref()),
     };
     crate::input::record(&engine, &out)?;
     let opts = persona_pipelines::drift::DriftOptions {
@@ -48,20 +48,22 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             ..a.answers.options()
         },
     };
-    let bar = crate::output::bar(1, "turn 1");
-    let r = persona_pipelines::drift::run_drift(
-        &engine,
-        &conversations,
-        persona_pipelines::VectorSource {
-            vectors: &axis,
-            file: &a.axis,
-        },
-        &opts,
-        &out,
-        &mut crate::output::stage_progress(&bar),
-    )
+    let store = crate::input::open_store(&out)?;
+    let source = persona_pipelines::VectorSource {
+        vectors: &axis,
+        file: &a.axis,
+    };
+    let r = crate::output::with_progress("turn 1", |progress| {
+        persona_pipelines::drift::run_drift(
+            &engine,
+            &conversations,
+            source,
+            &opts,
+            &store,
+            progress,
+        )
+    })
     .with_context(|| format!("running drift conversations into {}", out.display()))?;
-    bar.finish_and_clear();
     emit(g.format, &r, || {
         println!(
             "{} assistant turns projected on {} at layer {}{}",

@@ -73,12 +73,13 @@ fn from_conversations(g: &Global, a: &Args, pos: &Path, neg: &Path) -> anyhow::R
     let n = (pos.len() + neg.len()) as u64;
     let bar = crate::output::bar(n, "extract");
     let mut done = 0u64;
+    let store = crate::input::open_store(&out)?;
     let r = persona_pipelines::extract::extract_from_conversations(
         &engine,
         &pos,
         &neg,
         &a.name,
-        &out,
+        &store,
         &mut |_tokens| {
             done += 1;
             bar.set_position(done.min(n));
@@ -109,13 +110,12 @@ fn from_trait(g: &Global, a: &Args, name: &str) -> anyhow::Result<()> {
     let spec = persona_traits::resolve(name)?;
     let judge = a.judge.build(g, &spec)?;
     let engine = load_engine(g)?;
-    let run_dir = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&spec.name));
+    let run_dir = persona_pipelines::RunDir::for_trait(&spec.name, a.out.as_deref())
+        .root()
+        .to_path_buf();
     crate::input::record(&engine, &run_dir)?;
     let opts = persona_pipelines::extract::TraitExtractOptions {
-        rollouts: persona_pipelines::rollouts::RolloutOptions {
+        rollouts: persona_pipelines::extract::rollouts::RolloutOptions {
             samples: a.samples,
             max_tokens: a.max_tokens,
             temperature: a.temperature,
@@ -129,16 +129,17 @@ fn from_trait(g: &Global, a: &Args, name: &str) -> anyhow::Result<()> {
         }),
         min_kept: a.min_kept,
     };
-    let bar = crate::output::bar(1, "rollouts");
-    let r = persona_pipelines::extract::extract_trait(
-        &engine,
-        &spec,
-        judge.as_ref(),
-        &opts,
-        &run_dir,
-        &mut crate::output::stage_progress(&bar),
-    )?;
-    bar.finish_and_clear();
+    let store = crate::input::open_store(&run_dir)?;
+    let r = crate::output::with_progress("rollouts", |progress| {
+        persona_pipelines::extract::extract_trait(
+            &engine,
+            &spec,
+            judge.as_ref(),
+            &opts,
+            &store,
+            progress,
+        )
+    })?;
     emit(g.format, &r, || {
         println!(
             "{} rollouts judged by {}; kept {} pos / {} neg (mean trait score pos {:.1}, neg {:.1}){}",

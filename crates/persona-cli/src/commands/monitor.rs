@@ -35,13 +35,15 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let (vector_file, vectors) = a.run.vectors(&spec)?;
     let engine = load_engine(g)?;
     let run_dir = a.run.dir(&spec);
-    let layer = a
-        .layer
-        .or_else(|| crate::input::recommended_layer(&run_dir))
-        .unwrap_or(engine.config().n_layers / 2);
+    let layer = match a.layer {
+        Some(l) => l,
+        None => run_dir
+            .recommended_layer()?
+            .unwrap_or(engine.config().n_layers / 2),
+    };
     let judge = a.judge.build(g, &spec)?;
     let cap = a.cap.cap(&engine)?;
-    crate::input::record(&engine, &run_dir)?;
+    crate::input::record(&engine, run_dir.root())?;
     let opts = persona_pipelines::monitor::MonitorOptions {
         layer,
         questions: a.questions,
@@ -52,21 +54,23 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         },
         resamples: a.resamples,
     };
-    let bar = crate::output::bar(1, "generate");
-    let r = persona_pipelines::monitor::monitor(
-        &engine,
-        &spec,
-        persona_pipelines::VectorSource {
-            vectors: &vectors,
-            file: &vector_file,
-        },
-        judge.as_ref(),
-        &opts,
-        &crate::input::out_dir(&run_dir, "monitor", cap.as_ref()),
-        &mut crate::output::stage_progress(&bar),
-    )
+    let store = crate::input::open_store(&run_dir.monitor(cap.as_ref()))?;
+    let source = persona_pipelines::VectorSource {
+        vectors: &vectors,
+        file: &vector_file,
+    };
+    let r = crate::output::with_progress("generate", |progress| {
+        persona_pipelines::monitor::monitor(
+            &engine,
+            &spec,
+            source,
+            judge.as_ref(),
+            &opts,
+            &store,
+            progress,
+        )
+    })
     .with_context(|| format!("monitoring with {}", vector_file.display()))?;
-    bar.finish_and_clear();
     emit(g.format, &r, || {
         let f = |x: Option<f64>| crate::output::num(x, 3);
         let ci = |c: Option<(f64, f64)>| crate::output::interval(c, 3);

@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
@@ -61,11 +61,11 @@ fn trait_inputs(a: &Args, n_layers: usize) -> anyhow::Result<Vec<TraitInput>> {
     named
         .into_iter()
         .map(|(name, file)| {
-            let run_dir = Path::new("runs").join(&name);
+            let run_dir = persona_pipelines::RunDir::for_trait(&name, None);
             let file = match file {
                 Some(f) => f,
                 None => {
-                    let f = run_dir.join(format!("{name}_response_avg.safetensors"));
+                    let f = run_dir.response_vector(&name);
                     if !f.exists() {
                         bail!(
                             "no vector for {name} at {}: run `persona extract {name}` first, or give --vector {name}=FILE",
@@ -76,10 +76,10 @@ fn trait_inputs(a: &Args, n_layers: usize) -> anyhow::Result<Vec<TraitInput>> {
                 }
             };
             let vectors = persona_io::LayerVectors::load(&file)?;
-            let layer = a
-                .layer
-                .or_else(|| crate::input::recommended_layer(&run_dir))
-                .unwrap_or(n_layers / 2);
+            let layer = match a.layer {
+                Some(l) => l,
+                None => run_dir.recommended_layer()?.unwrap_or(n_layers / 2),
+            };
             Ok(TraitInput {
                 name,
                 file,
@@ -99,13 +99,10 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     }
     let engine = load_engine(g)?;
     let inputs = trait_inputs(&a, engine.config().n_layers)?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        let stem = a
-            .dataset
-            .file_stem()
-            .map_or("dataset".into(), |s| s.to_string_lossy().to_string());
-        Path::new("runs").join("screen").join(stem)
-    });
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| persona_pipelines::run_dir::screen_dir(&a.dataset));
     crate::input::record(&engine, &out)?;
     let traits: Vec<persona_pipelines::screen::ScreenTrait> = inputs
         .iter()
@@ -123,17 +120,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         chunk: a.chunk,
         top: a.top,
     };
-    let bar = crate::output::bar(1, "screen");
-    let r = persona_pipelines::screen::screen(
-        &engine,
-        &a.dataset,
-        &traits,
-        &opts,
-        &out,
-        &mut crate::output::stage_progress(&bar),
-    )
+    let store = crate::input::open_store(&out)?;
+    let r = crate::output::with_progress("screen", |progress| {
+        persona_pipelines::screen::screen(&engine, &a.dataset, &traits, &opts, &store, progress)
+    })
     .with_context(|| format!("screening {}", a.dataset.display()))?;
-    bar.finish_and_clear();
     emit(g.format, &r, || {
         println!("{} samples screened", r.samples);
         println!(

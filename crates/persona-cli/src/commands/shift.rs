@@ -64,16 +64,18 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         load_named(g, Some(&a.tuned))?
     };
     let run_dir = a.run.dir(&spec);
-    let layer = a
-        .layer
-        .or_else(|| crate::input::recommended_layer(&run_dir))
-        .unwrap_or(base.config().n_layers / 2);
+    let layer = match a.layer {
+        Some(l) => l,
+        None => run_dir
+            .recommended_layer()?
+            .unwrap_or(base.config().n_layers / 2),
+    };
     let judge = a.judge.build(g, &spec)?;
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = tuned_path
             .file_stem()
             .map_or("tuned".into(), |s| s.to_string_lossy().to_string());
-        run_dir.join(format!("shift-{stem}"))
+        run_dir.shift(&stem)
     });
     crate::input::record(&tuned, &out)?;
     let opts = persona_pipelines::shift::ShiftOptions {
@@ -85,22 +87,24 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         },
         answers: a.answers.options(),
     };
-    let bar = crate::output::bar(1, "base answers");
-    let r = persona_pipelines::shift::measure_shift(
-        &base,
-        &tuned,
-        &spec,
-        persona_pipelines::VectorSource {
-            vectors: &vectors,
-            file: &vector_file,
-        },
-        judge.as_ref(),
-        &opts,
-        &out,
-        &mut crate::output::stage_progress(&bar),
-    )
+    let store = crate::input::open_store(&out)?;
+    let source = persona_pipelines::VectorSource {
+        vectors: &vectors,
+        file: &vector_file,
+    };
+    let r = crate::output::with_progress("base answers", |progress| {
+        persona_pipelines::shift::measure_shift(
+            &base,
+            &tuned,
+            &spec,
+            source,
+            judge.as_ref(),
+            &opts,
+            &store,
+            progress,
+        )
+    })
     .with_context(|| format!("measuring the shift of {}", a.tuned))?;
-    bar.finish_and_clear();
     emit(g.format, &r, || {
         let f = |x: Option<f64>| crate::output::num(x, 3);
         let ci = |c: Option<(f64, f64)>| crate::output::interval(c, 3);

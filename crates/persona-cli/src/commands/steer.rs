@@ -43,14 +43,14 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let engine = load_engine(g)?;
     let n = engine.config().n_layers;
     let layers = if a.layers.is_empty() {
-        vec![n / 3, n / 2, 2 * n / 3]
+        persona_pipelines::steer::default_layers(n)
     } else {
         a.layers.clone()
     };
     let judge = a.judge.build(g, &spec)?;
     let run_dir = a.run.dir(&spec);
     let cap = a.cap.cap(&engine)?;
-    crate::input::record(&engine, &run_dir)?;
+    crate::input::record(&engine, run_dir.root())?;
     let opts = persona_pipelines::steer::SteerOptions {
         layers,
         alphas: a.alphas.clone(),
@@ -62,21 +62,23 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         },
         coherence_min: a.coherence_min,
     };
-    let bar = crate::output::bar(1, "generate");
-    let r = persona_pipelines::steer::steer_sweep(
-        &engine,
-        &spec,
-        persona_pipelines::VectorSource {
-            vectors: &vectors,
-            file: &vector_file,
-        },
-        judge.as_ref(),
-        &opts,
-        &crate::input::out_dir(&run_dir, "steer", cap.as_ref()),
-        &mut crate::output::stage_progress(&bar),
-    )
+    let store = crate::input::open_store(&run_dir.steer(cap.as_ref()))?;
+    let source = persona_pipelines::VectorSource {
+        vectors: &vectors,
+        file: &vector_file,
+    };
+    let r = crate::output::with_progress("generate", |progress| {
+        persona_pipelines::steer::steer_sweep(
+            &engine,
+            &spec,
+            source,
+            judge.as_ref(),
+            &opts,
+            &store,
+            progress,
+        )
+    })
     .with_context(|| format!("steering with {}", vector_file.display()))?;
-    bar.finish_and_clear();
     emit(g.format, &r, || {
         println!(
             "{} steered along {} (judge {}{})",

@@ -1,11 +1,13 @@
 //! The Assistant-axis activation cap (DESIGN.md: h ← h + u·max(τ − h·u, 0)) over a window of
 //! layers, τ per layer taken from the percentiles `persona axis build` stores with the axis.
 
+pub mod eval;
+
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use persona_engine::{Engine, HookSite, Intervention, InterventionKind, Span, Tensor};
+use persona_engine::{HookSite, Intervention, Span};
 use persona_io::LayerVectors;
 
 use crate::PipelineError;
@@ -143,25 +145,18 @@ impl AxisCap {
     }
 
     /// The engine's interventions: a floor at `blocks.l.resid_post` for every layer l.
-    pub fn interventions(
-        &self,
-        engine: &Engine,
-    ) -> Result<Vec<Intervention>, persona_engine::EngineError> {
+    pub fn interventions(&self) -> Result<Vec<Intervention>, persona_engine::EngineError> {
         self.layers
             .clone()
             .zip(self.units.iter().zip(&self.taus))
             .map(|(l, (unit, tau))| {
-                let direction = Tensor::from_slice(unit, unit.len(), engine.device())
-                    .map_err(persona_engine::EngineError::from)?;
-                Ok(Intervention {
-                    site: HookSite::resid_post(l),
-                    kind: InterventionKind::CapFloor {
-                        direction,
-                        tau: *tau as f32,
-                    },
-                    span: Span::All,
-                    sequences: None,
-                })
+                Intervention::cap_values(
+                    HookSite::resid_post(l),
+                    unit,
+                    *tau as f32,
+                    false,
+                    Span::All,
+                )
             })
             .collect()
     }

@@ -7,7 +7,6 @@
 //! memory at a time, and every finished sample is appended to a cache, so a rerun resumes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, Message};
@@ -16,8 +15,14 @@ use persona_report::svg::Histogram;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::answers::{answer_all, AnswerOptions, AnswerRequest};
+use crate::answers::{answer_all, AnswerJob, AnswerOptions, AnswerRequest};
+use crate::store::{append_records, read_records, RunStore};
 use crate::PipelineError;
+
+/// The name of the per-sample cache in a screening folder.
+pub const SAMPLE_CACHE: &str = "screen_samples.jsonl";
+/// The name `screen` gives its result.
+pub const RESULT_FILE: &str = "screen.json";
 
 /// A trait to screen for: its vector file and the layer its projection is read at.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +121,7 @@ pub fn screen(
     dataset: &Path,
     traits: &[ScreenTrait],
     opts: &ScreenOptions,
-    out_dir: &Path,
+    store: &dyn RunStore,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<ScreenResult, PipelineError> {
     let first = traits
@@ -131,20 +136,11 @@ pub fn screen(
                 t.layer, t.name, c.n_layers
             )));
         }
-        let v = t.vectors.vectors.get(t.layer, t.vectors.file)?;
-        if v.len() != c.d_model {
-            return Err(PipelineError::VectorSize {
-                path: t.vectors.file.to_path_buf(),
-                got: v.len(),
-                want: c.d_model,
-            });
-        }
+        let v = t.vectors.layer(t.layer, c.d_model)?;
         let n = persona_core::norm(v);
         units.push(v.iter().map(|x| (*x as f64 / n) as f32).collect());
     }
-    crate::create_dir(out_dir)?;
-    let cache_path = out_dir.join("screen_samples.jsonl");
-    let cached: Vec<SampleRow> = persona_io::read_log(&cache_path)?;
+    let cached: Vec<SampleRow> = read_records(store, SAMPLE_CACHE)?;
     let trait_names: Vec<String> = traits.iter().map(|t| t.name.to_string()).collect();
     // A cached row counts when it has every trait asked for now.
     let mut done: BTreeMap<(usize, String), SampleRow> = cached
@@ -174,10 +170,10 @@ pub fn screen(
                 &units,
                 &pending,
                 opts,
-                out_dir,
+                store,
                 &mut |s, d, t| progress(&format!("{s} (sample {seen})"), d, t),
             )?;
-            append_rows(&cache_path, &measured)?;
+            append_records(store, SAMPLE_CACHE, &measured)?;
             rows.extend(measured);
             pending.clear();
         }
@@ -196,22 +192,19 @@ pub fn screen(
             .total_cmp(&a.delta[first.name])
             .then(a.line.cmp(&b.line))
     });
-    let rows_file = out_dir.join("screen.jsonl");
-    crate::write_jsonl(&rows_file, &rows)?;
-    let table_file = out_dir.join("screen.csv");
-    crate::write_file(&table_file, screen_csv(&rows, &trait_names).as_bytes())?;
+    let rows_file = crate::store::put_jsonl(store, "screen.jsonl", &rows)?;
+    let table_file = write_table(store, &rows, &trait_names)?;
     let mut summaries = Vec::new();
     for t in traits {
         let deltas: Vec<f64> = rows.iter().map(|r| r.delta[t.name]).collect();
         let (mean_delta, ci95) = crate::mean_and_ci(deltas.iter().copied());
-        let histogram_file = out_dir.join(format!("screen_{}.svg", t.name));
         let h = Histogram::new(
             format!("ΔP per sample: {} (layer {})", t.name, t.layer),
             "ΔP = (dataset response − model's response) · v̂",
             deltas.clone(),
             0,
         );
-        crate::write_file(&histogram_file, h.to_svg().as_bytes())?;
+        let histogram_file = store.put(&format!("screen_{}.svg", t.name), h.to_svg().as_bytes())?;
         summaries.push(TraitScreen {
             trait_name: t.name.to_string(),
             layer: t.layer,
@@ -225,7 +218,7 @@ pub fn screen(
     }
     let (top_file, filtered_file) = if opts.top > 0 {
         let top: HashSet<usize> = rows.iter().take(opts.top).map(|r| r.line).collect();
-        let (t, f) = write_top_and_filtered(dataset, &top, out_dir)?;
+        let (t, f) = write_top_and_filtered(dataset, &top, store)?;
         (Some(t), Some(f))
     } else {
         (None, None)
@@ -238,9 +231,9 @@ pub fn screen(
         table_file,
         top_file,
         filtered_file,
-        out_dir: out_dir.to_path_buf(),
+        out_dir: store.dir(),
     };
-    crate::write_json(&out_dir.join("screen.json"), &result)?;
+    crate::store::put_json(store, RESULT_FILE, &result)?;
     Ok(result)
 }
 
@@ -252,7 +245,7 @@ fn measure_chunk(
     units: &[Vec<f32>],
     pending: &[(DatasetRecord, Vec<Message>, String)],
     opts: &ScreenOptions,
-    out_dir: &Path,
+    store: &dyn RunStore,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<Vec<SampleRow>, PipelineError> {
     let requests: Vec<AnswerRequest> = pending
@@ -264,12 +257,7 @@ fn measure_chunk(
         })
         .collect();
     let own = answer_all(
-        engine,
-        &requests,
-        &opts.answers,
-        None,
-        None,
-        &out_dir.join("answers_cache.jsonl"),
+        &AnswerJob::new(engine, &requests, &opts.answers, store),
         &mut |d, t| progress("model responses", d, t),
     )?;
     let mut seqs = Vec::with_capacity(2 * pending.len());
@@ -325,50 +313,39 @@ fn measure_chunk(
         .collect())
 }
 
-fn append_rows(path: &Path, rows: &[SampleRow]) -> Result<(), PipelineError> {
-    let write_err = |e: std::io::Error| PipelineError::Write {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(write_err)?;
-    let mut text = String::new();
-    for r in rows {
-        text.push_str(&serde_json::to_string(r).expect("rows serialize"));
-        text.push('\n');
-    }
-    file.write_all(text.as_bytes()).map_err(write_err)
-}
-
-fn csv_field(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\"").replace('\n', " "))
-}
-
-fn screen_csv(rows: &[SampleRow], traits: &[String]) -> String {
-    let mut s = String::from("line");
+fn write_table(
+    store: &dyn RunStore,
+    rows: &[SampleRow],
+    traits: &[String],
+) -> Result<PathBuf, PipelineError> {
+    let mut header = vec!["line".to_string()];
     for t in traits {
-        s.push_str(&format!(",delta_{t},data_{t},model_{t}"));
+        header.extend([
+            format!("delta_{t}"),
+            format!("data_{t}"),
+            format!("model_{t}"),
+        ]);
     }
-    s.push_str(",prompt,response,model_response\n");
-    for r in rows {
-        s.push_str(&r.line.to_string());
+    header.extend(["prompt", "response", "model_response"].map(String::from));
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let one_line = |s: &str| s.replace('\n', " ");
+    let cells = rows.iter().map(|r| {
+        let mut cells = vec![r.line.to_string()];
         for t in traits {
-            s.push_str(&format!(
-                ",{:.4},{:.4},{:.4}",
-                r.delta[t], r.data_projection[t], r.model_projection[t]
-            ));
+            cells.extend([
+                format!("{:.4}", r.delta[t]),
+                format!("{:.4}", r.data_projection[t]),
+                format!("{:.4}", r.model_projection[t]),
+            ]);
         }
-        s.push_str(&format!(
-            ",{},{},{}\n",
-            csv_field(&r.prompt),
-            csv_field(&r.response),
-            csv_field(&r.model_response)
-        ));
-    }
-    s
+        cells.extend([
+            one_line(&r.prompt),
+            one_line(&r.response),
+            one_line(&r.model_response),
+        ]);
+        cells
+    });
+    Ok(crate::store::put_csv(store, "screen.csv", &header, cells)?)
 }
 
 /// Copies the dataset's lines, unchanged, into `top.jsonl` (the lines in `top`) and
@@ -376,37 +353,22 @@ fn screen_csv(rows: &[SampleRow], traits: &[String]) -> String {
 fn write_top_and_filtered(
     dataset: &Path,
     top: &HashSet<usize>,
-    out_dir: &Path,
+    store: &dyn RunStore,
 ) -> Result<(PathBuf, PathBuf), PipelineError> {
-    let top_path = out_dir.join("top.jsonl");
-    let filtered_path = out_dir.join("filtered.jsonl");
-    let mut top_writer =
-        persona_report::AtomicWriter::create(&top_path).map_err(|e| PipelineError::Write {
-            path: top_path.clone(),
-            source: e,
-        })?;
-    let mut rest_writer =
-        persona_report::AtomicWriter::create(&filtered_path).map_err(|e| PipelineError::Write {
-            path: filtered_path.clone(),
-            source: e,
-        })?;
+    use std::io::Write;
+    let mut top_writer = store.create("top.jsonl")?;
+    let mut rest_writer = store.create("filtered.jsonl")?;
     for record in ConversationReader::open(dataset)? {
         let record = record?;
-        let (w, path) = if top.contains(&record.line) {
-            (&mut top_writer, &top_path)
+        let (w, name) = if top.contains(&record.line) {
+            (&mut top_writer, "top.jsonl")
         } else {
-            (&mut rest_writer, &filtered_path)
+            (&mut rest_writer, "filtered.jsonl")
         };
-        writeln!(w, "{}", record.raw).map_err(|e| PipelineError::Write {
-            path: path.clone(),
+        writeln!(w, "{}", record.raw).map_err(|e| crate::store::StoreError::Write {
+            path: store.path(name),
             source: e,
         })?;
     }
-    for (w, path) in [(top_writer, &top_path), (rest_writer, &filtered_path)] {
-        w.commit().map_err(|e| PipelineError::Write {
-            path: path.clone(),
-            source: e,
-        })?;
-    }
-    Ok((top_path, filtered_path))
+    Ok((top_writer.commit()?, rest_writer.commit()?))
 }

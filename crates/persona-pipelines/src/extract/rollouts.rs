@@ -3,13 +3,12 @@
 //! answers like any other (`answers::answer_all`): cached in `rollouts.jsonl` as they finish,
 //! each slot with its own seed, so a resumed run samples what an uninterrupted one would.
 
-use std::path::Path;
-
 use persona_engine::{Engine, Message};
 use persona_traits::TraitSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::answers::{answer_all, AnswerError, AnswerOptions, AnswerRequest};
+use crate::answers::{answer_all, AnswerError, AnswerJob, AnswerOptions, AnswerRequest};
+use crate::store::RunStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,7 +18,7 @@ pub enum Side {
 }
 
 /// One answer, as stored in `rollouts.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Rollout {
     pub side: Side,
     pub pair: usize,
@@ -62,15 +61,24 @@ impl RolloutOptions {
     }
 }
 
-/// Generates every rollout missing from `cache_path` and returns them all, in slot order.
+/// The name of the rollout cache in a trait's run folder.
+pub const ROLLOUT_CACHE: &str = "rollouts.jsonl";
+
+/// Generates every rollout missing from the store's `rollouts.jsonl` and returns them all, in
+/// slot order.
 /// `progress` receives (done, total) after each batch.
 pub fn run_rollouts(
     engine: &Engine,
     spec: &TraitSpec,
     opts: &RolloutOptions,
-    cache_path: &Path,
+    store: &dyn RunStore,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Rollout>, AnswerError> {
+    if opts.samples == 0 {
+        return Err(AnswerError::Options(
+            "--samples 0 asks for no rollouts: give at least 1".into(),
+        ));
+    }
     let mut slots = Vec::new();
     for side in [Side::Pos, Side::Neg] {
         for pair in 0..spec.instructions.len() {
@@ -107,13 +115,9 @@ pub fn run_rollouts(
             steer: None,
         })
         .collect();
+    let options = opts.answers();
     let answers = answer_all(
-        engine,
-        &requests,
-        &opts.answers(),
-        None,
-        None,
-        cache_path,
+        &AnswerJob::new(engine, &requests, &options, store).cached_in(ROLLOUT_CACHE),
         progress,
     )?;
     Ok(slots

@@ -4,7 +4,7 @@
 //! away from its default assistant persona.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use persona_engine::{Engine, Message};
 use persona_evals::DriftConversation;
@@ -12,7 +12,8 @@ use persona_report::svg::{Chart, Series};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::answers::{answer_all, AnswerOptions, AnswerRequest, Probe};
+use crate::answers::{answer_all, AnswerJob, AnswerOptions, AnswerRequest, Probe};
+use crate::store::RunStore;
 use crate::PipelineError;
 
 #[derive(Debug, Clone)]
@@ -152,15 +153,65 @@ pub fn summarize(rows: &[TurnRow]) -> Vec<DomainDrift> {
         .collect()
 }
 
+/// Which conversations of a set to run: some domains, at most so many per domain, at most so
+/// many user turns each (0: no limit).
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub domains: Vec<String>,
+    pub per_domain: usize,
+    pub turns: usize,
+}
+
+/// The conversations the filter picks, in set order. A domain the set does not have is an
+/// error naming the ones it has.
+pub fn select_conversations(
+    all: Vec<DriftConversation>,
+    filter: &ConversationFilter,
+) -> Result<Vec<DriftConversation>, PipelineError> {
+    if let Some(unknown) = filter
+        .domains
+        .iter()
+        .find(|d| !all.iter().any(|c| &c.domain == *d))
+    {
+        let mut known: Vec<&str> = all.iter().map(|c| c.domain.as_str()).collect();
+        known.dedup();
+        return Err(PipelineError::Input(format!(
+            "--domains: no conversation is in domain `{unknown}`; the set has {}",
+            known.join(", ")
+        )));
+    }
+    let mut per_domain: std::collections::HashMap<String, usize> = Default::default();
+    Ok(all
+        .into_iter()
+        .filter(|c| filter.domains.is_empty() || filter.domains.contains(&c.domain))
+        .filter(|c| {
+            let n = per_domain.entry(c.domain.clone()).or_default();
+            *n += 1;
+            filter.per_domain == 0 || *n <= filter.per_domain
+        })
+        .map(|mut c| {
+            if filter.turns > 0 {
+                c.turns.truncate(filter.turns);
+            }
+            c
+        })
+        .collect())
+}
+
+/// The name `drift` gives its result in its folder.
+pub const RESULT_FILE: &str = "drift.json";
+/// Every turn with its text and projection.
+pub const TURNS_FILE: &str = "drift_turns.jsonl";
+
 /// Runs every conversation turn by turn (all conversations batched per turn, answers cached),
-/// projects each answer on the unit axis at `opts.layer`, and writes `drift_turns.jsonl`,
-/// `drift.csv`, `drift.json` and a plot per domain to `out_dir`.
+/// projects each answer on the unit axis at `opts.layer`, and puts `drift_turns.jsonl`,
+/// `drift.csv`, `drift.json` and a plot per domain in `store`.
 pub fn run_drift(
     engine: &Engine,
     conversations: &[DriftConversation],
     axis: crate::VectorSource,
     opts: &DriftOptions,
-    out_dir: &Path,
+    store: &dyn RunStore,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<DriftResult, PipelineError> {
     if conversations.is_empty() {
@@ -169,8 +220,54 @@ pub fn run_drift(
                 .into(),
         ));
     }
-    crate::create_dir(out_dir)?;
-    let direction = axis.vectors.get(opts.layer, axis.file)?;
+    let direction = axis.layer(opts.layer, engine.config().d_model)?;
+    let rows = answer_turns(engine, conversations, direction, opts, store, progress)?;
+    let domains = summarize(&rows);
+    let default_projection = crate::axis::default_projection(axis.vectors, opts.layer);
+    let turns_file = crate::store::put_jsonl(store, TURNS_FILE, &rows)?;
+    let table_file = write_table(store, &domains)?;
+    let mut plot_files = Vec::new();
+    for d in &domains {
+        let chart = domain_chart(d, &rows, opts.layer, default_projection);
+        plot_files.push(store.put(
+            &format!("drift_{}.svg", file_stem(&d.domain)),
+            chart.to_svg().as_bytes(),
+        )?);
+    }
+    plot_files.push(
+        store.put(
+            "drift_domains.svg",
+            domains_chart(&domains, opts.layer, default_projection)
+                .to_svg()
+                .as_bytes(),
+        )?,
+    );
+    let result = DriftResult {
+        layer: opts.layer,
+        cap: opts.answers.cap.as_ref().map(|c| c.label()),
+        default_projection,
+        domains,
+        turns: rows.len(),
+        rows,
+        turns_file,
+        table_file,
+        plot_files,
+        out_dir: store.dir(),
+    };
+    crate::store::put_json(store, RESULT_FILE, &result)?;
+    Ok(result)
+}
+
+/// Every conversation's turns answered in order, with each answer's projection on the unit
+/// `direction`; rows in conversation order, turns in order.
+fn answer_turns(
+    engine: &Engine,
+    conversations: &[DriftConversation],
+    direction: &[f32],
+    opts: &DriftOptions,
+    store: &dyn RunStore,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<TurnRow>, PipelineError> {
     let probe = Probe {
         layer: opts.layer,
         direction,
@@ -182,7 +279,6 @@ pub fn run_drift(
         .unwrap_or(0);
     let mut answers: Vec<Vec<String>> = vec![Vec::new(); conversations.len()];
     let mut rows = Vec::new();
-    let cache = out_dir.join("answers_cache.jsonl");
     for turn in 1..=max_turns {
         let live: Vec<usize> = (0..conversations.len())
             .filter(|&i| conversations[i].turns.len() >= turn)
@@ -200,12 +296,7 @@ pub fn run_drift(
             .collect();
         let label = format!("turn {turn}/{max_turns}");
         let got = answer_all(
-            engine,
-            &requests,
-            &opts.answers,
-            None,
-            Some(probe),
-            &cache,
+            &AnswerJob::new(engine, &requests, &opts.answers, store).probed(probe),
             &mut |d, t| progress(&label, d, t),
         )?;
         for (&i, a) in live.iter().zip(got) {
@@ -221,54 +312,13 @@ pub fn run_drift(
             answers[i].push(a.text);
         }
     }
-    // Rows in conversation order, turns in order, for the table a user reads.
     rows.sort_by_key(|r| {
         (
             conversations.iter().position(|c| c.id == r.conversation),
             r.turn,
         )
     });
-    let domains = summarize(&rows);
-    let default_projection = axis
-        .vectors
-        .metadata
-        .get(crate::axis::DEFAULT_PROJECTION_KEY)
-        .and_then(|t| serde_json::from_str::<Vec<f64>>(t).ok())
-        .and_then(|v| v.get(opts.layer).copied());
-
-    let turns_file = out_dir.join("drift_turns.jsonl");
-    crate::write_jsonl(&turns_file, &rows)?;
-    let table_file = out_dir.join("drift.csv");
-    crate::write_file(&table_file, drift_csv(&domains).as_bytes())?;
-    let mut plot_files = Vec::new();
-    for d in &domains {
-        let path = out_dir.join(format!("drift_{}.svg", file_stem(&d.domain)));
-        let chart = domain_chart(d, &rows, opts.layer, default_projection);
-        crate::write_file(&path, chart.to_svg().as_bytes())?;
-        plot_files.push(path);
-    }
-    let path = out_dir.join("drift_domains.svg");
-    crate::write_file(
-        &path,
-        domains_chart(&domains, opts.layer, default_projection)
-            .to_svg()
-            .as_bytes(),
-    )?;
-    plot_files.push(path);
-    let result = DriftResult {
-        layer: opts.layer,
-        cap: opts.answers.cap.as_ref().map(|c| c.label()),
-        default_projection,
-        domains,
-        turns: rows.len(),
-        rows,
-        turns_file,
-        table_file,
-        plot_files,
-        out_dir: out_dir.to_path_buf(),
-    };
-    crate::write_json(&out_dir.join("drift.json"), &result)?;
-    Ok(result)
+    Ok(rows)
 }
 
 /// A domain name as a file-name part: letters, digits, `-` and `_` kept, the rest `_`.
@@ -285,22 +335,32 @@ fn file_stem(domain: &str) -> String {
         .collect()
 }
 
-fn drift_csv(domains: &[DomainDrift]) -> String {
+fn write_table(store: &dyn RunStore, domains: &[DomainDrift]) -> Result<PathBuf, PipelineError> {
     let f = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.4}"));
-    let mut s = String::from("domain,conversations,first_turn,last_turn,drift,drift_lo,drift_hi\n");
-    for d in domains {
-        s.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
-            d.domain,
-            d.conversations,
-            f(d.first_turn),
-            f(d.last_turn),
-            f(d.drift),
-            f(d.drift_ci95.map(|c| c.0)),
-            f(d.drift_ci95.map(|c| c.1)),
-        ));
-    }
-    s
+    Ok(crate::store::put_csv(
+        store,
+        "drift.csv",
+        &[
+            "domain",
+            "conversations",
+            "first_turn",
+            "last_turn",
+            "drift",
+            "drift_lo",
+            "drift_hi",
+        ],
+        domains.iter().map(|d| {
+            vec![
+                d.domain.clone(),
+                d.conversations.to_string(),
+                f(d.first_turn),
+                f(d.last_turn),
+                f(d.drift),
+                f(d.drift_ci95.map(|c| c.0)),
+                f(d.drift_ci95.map(|c| c.1)),
+            ]
+        }),
+    )?)
 }
 
 fn with_default_line(chart: Chart, default_projection: Option<f64>) -> Chart {
@@ -407,6 +467,41 @@ mod tests {
                 "assistant:a2",
                 "user:u3"
             ]
+        );
+    }
+
+    #[test]
+    fn the_filter_picks_domains_counts_and_turns() {
+        let mut coding = conv("k", 4);
+        coding.domain = "coding".into();
+        let all = vec![conv("a", 5), coding, conv("b", 5), conv("c", 2)];
+        let f = ConversationFilter {
+            domains: vec!["therapy".into()],
+            per_domain: 2,
+            turns: 3,
+        };
+        let picked = select_conversations(all.clone(), &f).unwrap();
+        let ids: Vec<&str> = picked.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(picked.iter().all(|c| c.turns.len() == 3));
+        assert_eq!(
+            select_conversations(all.clone(), &ConversationFilter::default())
+                .unwrap()
+                .len(),
+            4
+        );
+        let e = select_conversations(
+            all,
+            &ConversationFilter {
+                domains: vec!["cooking".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cooking") && e.contains("therapy, coding"),
+            "{e}"
         );
     }
 

@@ -3,14 +3,15 @@
 //! (h_tuned − h_base) · v̂ at the last prompt token, before either model has answered; the trait
 //! change is the judged score of the tuned model's answers minus the base model's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use persona_engine::{Engine, Message};
 use persona_judges::Judge;
 use persona_traits::TraitSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::answers::{answer_all, Answer, AnswerOptions, AnswerRequest, Probe};
+use crate::answers::{answer_all, Answer, AnswerJob, AnswerOptions, AnswerRequest, Probe};
+use crate::store::RunStore;
 use crate::PipelineError;
 
 #[derive(Debug, Clone)]
@@ -59,8 +60,11 @@ pub struct ShiftResult {
     pub out_dir: PathBuf,
 }
 
-/// Measures the shift of `tuned` against `base` for one trait; writes `shift.json` and
-/// `shift_questions.jsonl` to `out_dir` (answers and judgements are cached there).
+/// The name `shift` gives its result.
+pub const RESULT_FILE: &str = "shift.json";
+
+/// Measures the shift of `tuned` against `base` for one trait; puts `shift.json` and
+/// `shift_questions.jsonl` in `store` (answers and judgements are cached there).
 #[allow(clippy::too_many_arguments)]
 pub fn measure_shift(
     base: &Engine,
@@ -69,7 +73,7 @@ pub fn measure_shift(
     vector: crate::VectorSource,
     judge: &dyn Judge,
     opts: &ShiftOptions,
-    out_dir: &Path,
+    store: &dyn RunStore,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<ShiftResult, PipelineError> {
     let (b, t) = (base.config(), tuned.config());
@@ -79,12 +83,11 @@ pub fn measure_shift(
             t.n_layers, t.d_model, b.n_layers, b.d_model
         )));
     }
-    let direction = vector.vectors.get(opts.layer, vector.file)?;
+    let direction = vector.layer(opts.layer, b.d_model)?;
     let probe = Probe {
         layer: opts.layer,
         direction,
     };
-    crate::create_dir(out_dir)?;
     let pool = opts
         .custom_questions
         .as_ref()
@@ -121,12 +124,7 @@ pub fn measure_shift(
      -> Result<Vec<Answer>, PipelineError> {
         let stage = format!("{which} answers");
         Ok(answer_all(
-            engine,
-            requests,
-            &opts.answers,
-            None,
-            Some(probe),
-            &out_dir.join("answers_cache.jsonl"),
+            &AnswerJob::new(engine, requests, &opts.answers, store).probed(probe),
             &mut |d, n| progress(&stage, d, n),
         )?)
     };
@@ -134,12 +132,9 @@ pub fn measure_shift(
     let tuned_answers = answer(tuned, &tuned_requests, "tuned")?;
     let mut judge_side = |answers: &[Answer], which: &str| {
         let stage = format!("judge {which}");
-        crate::judging::judge_answers(
-            judge,
-            spec,
-            &requests,
-            answers,
-            &out_dir.join("judgements.jsonl"),
+        let items = crate::judging::question_answer_pairs(&requests, answers);
+        crate::judging::judge_cached(
+            &crate::judging::JudgeJob::new(judge, spec, &items, store),
             &mut |d, n| progress(&stage, d, n),
         )
     };
@@ -171,8 +166,7 @@ pub fn measure_shift(
         rows.iter()
             .filter_map(|r| r.base_trait.zip(r.tuned_trait).map(|(b, t)| t - b)),
     );
-    let rows_file = out_dir.join("shift_questions.jsonl");
-    crate::write_jsonl(&rows_file, &rows)?;
+    let rows_file = crate::store::put_jsonl(store, "shift_questions.jsonl", &rows)?;
     let result = ShiftResult {
         layer: opts.layer,
         shift,
@@ -186,8 +180,8 @@ pub fn measure_shift(
         base_model: base.model_id()?,
         tuned_model: tuned.model_id()?,
         rows_file,
-        out_dir: out_dir.to_path_buf(),
+        out_dir: store.dir(),
     };
-    crate::write_json(&out_dir.join("shift.json"), &result)?;
+    crate::store::put_json(store, RESULT_FILE, &result)?;
     Ok(result)
 }
