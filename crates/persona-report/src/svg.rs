@@ -1521,7 +1521,8 @@ fn render_vbars(b: &BarChart) -> String {
                 escape(full),
                 escape(value)
             );
-            let value_attrs = format!(r#"font-size="10" fill="{MUTED_TEXT}" class="bar-value""#);
+            let value_attrs =
+                format!(r#"font-size="{VALUE_FONT}" fill="{MUTED_TEXT}" class="bar-value""#);
             if upright_values {
                 // Turned about its anchor, the text runs up from a positive bar's end (down
                 // from a negative one's); the x offset centres the glyphs on the bar.
