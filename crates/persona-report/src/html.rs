@@ -102,17 +102,7 @@ impl Report {
         let class = |c: usize| if numeric[c] { " class=\"num\"" } else { "" };
         self.body.push_str("<div class=\"table-wrap\"><table>\n");
         if !headers.is_empty() {
-            self.body.push_str("<thead><tr>");
-            for c in 0..n_cols {
-                let h = headers.get(c).copied().unwrap_or("");
-                let _ = write!(
-                    self.body,
-                    "<th scope=\"col\"{}>{}</th>",
-                    class(c),
-                    escape(h)
-                );
-            }
-            self.body.push_str("</tr></thead>\n");
+            self.head(n_cols, |c| headers.get(c).copied().unwrap_or(""), class);
         }
         self.body.push_str("<tbody>\n");
         for row in &rows {
@@ -147,6 +137,25 @@ impl Report {
         self
     }
 
+    /// A table head of `n_cols` column headings, `class` giving each its class attribute.
+    fn head<'a>(
+        &mut self,
+        n_cols: usize,
+        heading: impl Fn(usize) -> &'a str,
+        class: impl Fn(usize) -> &'static str,
+    ) {
+        self.body.push_str("<thead><tr>");
+        for c in 0..n_cols {
+            let _ = write!(
+                self.body,
+                "<th scope=\"col\"{}>{}</th>",
+                class(c),
+                escape(heading(c))
+            );
+        }
+        self.body.push_str("</tr></thead>\n");
+    }
+
     /// Model answers side by side (see [`AnswerGrid`]): each row's heading (the prompt) spans
     /// the grid, its answers sit below it in the grid's columns. Wide grids scroll sideways
     /// rather than squeezing answers into slivers.
@@ -172,17 +181,11 @@ impl Report {
             n_cols * 14
         );
         if !grid.columns.is_empty() {
-            self.body.push_str("<thead><tr>");
-            for c in 0..n_cols {
-                let h = grid.columns.get(c).map(String::as_str).unwrap_or("");
-                let _ = write!(
-                    self.body,
-                    "<th scope=\"col\"{}>{}</th>",
-                    class(c),
-                    escape(h)
-                );
-            }
-            self.body.push_str("</tr></thead>\n");
+            self.head(
+                n_cols,
+                |c| grid.columns.get(c).map(String::as_str).unwrap_or(""),
+                class,
+            );
         }
         self.body.push_str("<tbody>\n");
         for row in &grid.rows {
@@ -246,7 +249,7 @@ impl Report {
 
 /// Answers up to this many characters are shown whole; longer ones show their start and open
 /// to the whole text.
-pub const PREVIEW_CHARS: usize = 360;
+pub const PREVIEW_CHARS: usize = 280;
 
 /// A piece of model output on a report page, with a short note on it (its scores, its
 /// setting). Text is shown as written (line breaks kept), escaped.
