@@ -13,4 +13,5 @@ cargo build --release --locked -p persona-cli
 ./target/release/persona setup
 ./target/release/persona setup --model qwen2.5-1.5b
 bash scripts/setup_test_peers.sh
+bash scripts/setup_browser.sh
 cargo test --release --locked --workspace -- --test-threads 1

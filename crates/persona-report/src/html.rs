@@ -102,17 +102,7 @@ impl Report {
         let class = |c: usize| if numeric[c] { " class=\"num\"" } else { "" };
         self.body.push_str("<div class=\"table-wrap\"><table>\n");
         if !headers.is_empty() {
-            self.body.push_str("<thead><tr>");
-            for c in 0..n_cols {
-                let h = headers.get(c).copied().unwrap_or("");
-                let _ = write!(
-                    self.body,
-                    "<th scope=\"col\"{}>{}</th>",
-                    class(c),
-                    escape(h)
-                );
-            }
-            self.body.push_str("</tr></thead>\n");
+            self.head(n_cols, |c| headers.get(c).copied().unwrap_or(""), class);
         }
         self.body.push_str("<tbody>\n");
         for row in &rows {
@@ -147,6 +137,86 @@ impl Report {
         self
     }
 
+    /// A table head of `n_cols` column headings, `class` giving each its class attribute.
+    fn head<'a>(
+        &mut self,
+        n_cols: usize,
+        heading: impl Fn(usize) -> &'a str,
+        class: impl Fn(usize) -> &'static str,
+    ) {
+        self.body.push_str("<thead><tr>");
+        for c in 0..n_cols {
+            let _ = write!(
+                self.body,
+                "<th scope=\"col\"{}>{}</th>",
+                class(c),
+                escape(heading(c))
+            );
+        }
+        self.body.push_str("</tr></thead>\n");
+    }
+
+    /// Model answers side by side (see [`AnswerGrid`]): each row's heading (the prompt) spans
+    /// the grid, its answers sit below it in the grid's columns. Wide grids scroll sideways
+    /// rather than squeezing answers into slivers.
+    pub fn answers(&mut self, grid: &AnswerGrid) -> &mut Self {
+        let n_cols = grid
+            .rows
+            .iter()
+            .map(|r| r.cells.len())
+            .chain([grid.columns.len()])
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let class = |c: usize| {
+            if grid.reference == Some(c) {
+                " class=\"reference\""
+            } else {
+                ""
+            }
+        };
+        let _ = writeln!(
+            self.body,
+            "<div class=\"table-wrap\"><table class=\"answers\" style=\"min-width: {}em\">",
+            n_cols * 14
+        );
+        if !grid.columns.is_empty() {
+            self.head(
+                n_cols,
+                |c| grid.columns.get(c).map(String::as_str).unwrap_or(""),
+                class,
+            );
+        }
+        self.body.push_str("<tbody>\n");
+        for row in &grid.rows {
+            if !row.heading.is_empty() {
+                let _ = writeln!(
+                    self.body,
+                    "<tr class=\"prompt\"><th scope=\"rowgroup\" colspan=\"{n_cols}\">{}</th></tr>",
+                    escape(&row.heading)
+                );
+            }
+            self.body.push_str("<tr>");
+            for c in 0..n_cols {
+                match row.cells.get(c).and_then(Option::as_ref) {
+                    Some(e) => {
+                        let _ = write!(self.body, "<td{}>{}</td>", class(c), excerpt_html(e));
+                    }
+                    None => {
+                        let _ = write!(
+                            self.body,
+                            "<td{}><span class=\"missing\">–</span></td>",
+                            class(c)
+                        );
+                    }
+                }
+            }
+            self.body.push_str("</tr>\n");
+        }
+        self.body.push_str("</tbody></table></div>\n");
+        self
+    }
+
     /// A preformatted block, e.g. the exact command line that produced the run, so the report
     /// says how to reproduce itself.
     pub fn code(&mut self, text: &str) -> &mut Self {
@@ -175,6 +245,70 @@ impl Report {
     pub fn write(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
         crate::write_atomic(path, self.to_html().as_bytes())
     }
+}
+
+/// Answers up to this many characters are shown whole; longer ones show their start and open
+/// to the whole text.
+pub const PREVIEW_CHARS: usize = 280;
+
+/// A piece of model output on a report page, with a short note on it (its scores, its
+/// setting). Text is shown as written (line breaks kept), escaped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Excerpt {
+    pub text: String,
+    pub note: String,
+}
+
+/// One prompt's answers across a grid's columns; `None` where the run has no answer there.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnswerRow {
+    /// The prompt (or the turn) the answers reply to, shown above them.
+    pub heading: String,
+    pub cells: Vec<Option<Excerpt>>,
+}
+
+/// Answers side by side, one column per setting (steering coefficients, cap settings, …):
+/// what a reader needs to see what a vector does, not just that a score moved.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnswerGrid {
+    pub columns: Vec<String>,
+    /// The column the others are read against (the unsteered answers), shaded.
+    pub reference: Option<usize>,
+    pub rows: Vec<AnswerRow>,
+}
+
+/// The start of `text` for a preview: the first [`PREVIEW_CHARS`] characters, cut back to the
+/// last space when there is one in the second half; `None` when the text is short enough.
+fn preview(text: &str) -> Option<&str> {
+    let (cut, _) = text.char_indices().nth(PREVIEW_CHARS)?;
+    let head = &text[..cut];
+    Some(match head.rfind(char::is_whitespace) {
+        Some(space) if space > cut / 2 => head[..space].trim_end(),
+        _ => head,
+    })
+}
+
+fn excerpt_html(e: &Excerpt) -> String {
+    let mut out = String::from("<div class=\"excerpt\">");
+    if !e.note.is_empty() {
+        let _ = write!(out, "<div class=\"note\">{}</div>", escape(&e.note));
+    }
+    let text = e.text.trim();
+    if text.is_empty() {
+        out.push_str("<div class=\"text empty\">(empty answer)</div>");
+    } else if let Some(head) = preview(text) {
+        let _ = write!(
+            out,
+            "<details class=\"text\"><summary><span class=\"preview\">{}</span><span class=\"more\">… show all {} characters</span></summary>{}</details>",
+            escape(head),
+            text.chars().count(),
+            escape(text)
+        );
+    } else {
+        let _ = write!(out, "<div class=\"text\">{}</div>", escape(text));
+    }
+    out.push_str("</div>");
+    out
 }
 
 fn is_blank_cell(s: &str) -> bool {
@@ -216,6 +350,18 @@ table.kv td { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-
 figure { margin: 1em 0 1.4em; }
 figure svg { max-width: 100%; height: auto; display: block; }
 figcaption { color: #555; font-size: 0.9em; margin-top: 0.3em; }
+table.answers { table-layout: fixed; width: 100%; }
+table.answers tbody tr:nth-child(even) { background: none; }
+table.answers td { border: 1px solid #e4e4e4; padding: 6px 8px; }
+table.answers tr.prompt th { font-weight: 600; background: #eef3f8; border-top: 2px solid #c9d6e3; }
+table.answers .reference { background: #f3f8fc; }
+.excerpt .note { color: #666; font-size: 0.85em; margin-bottom: 3px; font-variant-numeric: tabular-nums; }
+.excerpt .text { white-space: pre-wrap; overflow-wrap: anywhere; }
+.excerpt .empty, .answers .missing { color: #999; font-style: italic; }
+.excerpt summary { cursor: pointer; }
+.excerpt summary .more { color: #0072B2; white-space: nowrap; }
+.excerpt details[open] > summary .preview, .excerpt details[open] > summary .more { display: none; }
+.excerpt details[open] > summary::after { content: "show less"; color: #0072B2; }
 footer { margin-top: 3em; color: #888; font-size: 0.85em; border-top: 1px solid #eee; padding-top: 0.5em; }
 @media print {
   body { font-size: 11pt; }

@@ -8,8 +8,8 @@
 //!   [`svg::BarChart`]). They are plain text, diff well, open in any browser and embed in HTML
 //!   unchanged — and writing them ourselves keeps the workspace free of plotting crates and
 //!   their native font/raster dependencies.
-//! - [`html`]: one self-contained HTML page per run ([`html::Report`]) with inline CSS and
-//!   inline SVG, so a report can be mailed, archived or opened offline years later and still
+//! - [`html`]: one self-contained HTML page per run ([`html::Report`]) with inline CSS,
+//!   inline SVG and model answers side by side ([`html::AnswerGrid`]), so a report can be mailed, archived or opened offline years later and still
 //!   show everything it showed on the day.
 //! - [`write_atomic`]: so a crash or a full disk never leaves a half-written report that looks
 //!   complete.

@@ -1439,9 +1439,15 @@ fn render_hbars(b: &BarChart) -> String {
 }
 
 fn render_vbars(b: &BarChart) -> String {
+    const PLOT_H: f64 = 300.0;
+    const VALUE_FONT: f64 = 10.0;
     let n_bars = b.bars.len();
     let show_values = n_bars <= 30;
-    let y = value_axis(&b.bars, 6, if show_values { 0.08 } else { 0.0 });
+    let values: Vec<String> = b.bars.iter().map(|(_, v)| format_value(*v)).collect();
+    let value_w = values
+        .iter()
+        .map(|v| text_width(v, VALUE_FONT))
+        .fold(0.0, f64::max);
     let max_label = b
         .bars
         .iter()
@@ -1457,25 +1463,39 @@ fn render_vbars(b: &BarChart) -> String {
     } else {
         20.0
     };
-    let tick_w = y
-        .ticks
-        .iter()
-        .map(|&t| text_width(&y.label(t), 12.0))
-        .fold(0.0, f64::max);
-    let left = (tick_w + 40.0).max(58.0).max(if rotate {
-        text_width(&"m".repeat(max_label), 11.0) * 0.77 - 10.0
-    } else {
-        0.0
-    });
     let top = if b.title.is_empty() { 20.0 } else { 44.0 };
-    let width = (left + 24.0 + n_bars as f64 * 28.0).max(720.0);
-    let plot_h = 300.0;
-    let height = top + plot_h + label_h + 16.0;
+    // The value axis, the left margin (its tick labels) and the width follow from the headroom
+    // left above the bars for their values.
+    let layout = |headroom: f64| {
+        let y = value_axis(&b.bars, 6, headroom);
+        let tick_w = y
+            .ticks
+            .iter()
+            .map(|&t| text_width(&y.label(t), 12.0))
+            .fold(0.0, f64::max);
+        let left = (tick_w + 40.0).max(58.0).max(if rotate {
+            text_width(&"m".repeat(max_label), 11.0) * 0.77 - 10.0
+        } else {
+            0.0
+        });
+        let width = (left + 24.0 + n_bars as f64 * 28.0).max(720.0);
+        (y, left, width)
+    };
+    let (mut y, mut left, mut width) = layout(0.08);
+    // A value wider than its bar's slot would run into its neighbours' (30 layers of "12.35"):
+    // such values stand upright along their bars, with headroom for the longest one.
+    let first_slot = (width - left - 24.0) / n_bars.max(1) as f64;
+    let upright_values = show_values && value_w + 4.0 > first_slot;
+    if upright_values {
+        let share = ((value_w + 8.0) / PLOT_H).min(0.5);
+        (y, left, width) = layout(share / (1.0 - share));
+    }
+    let height = top + PLOT_H + label_h + 16.0;
     let frame = Frame {
         left,
         top,
         width: width - left - 24.0,
-        height: plot_h,
+        height: PLOT_H,
         x: Axis::fixed(0.0, n_bars.max(1) as f64, 1),
         y,
     };
@@ -1487,7 +1507,7 @@ fn render_vbars(b: &BarChart) -> String {
     svg.out.push_str(r#"<g class="bars">"#);
     for (i, (full, v)) in b.bars.iter().enumerate() {
         let cx = frame.left + (i as f64 + 0.5) * slot;
-        let value = format_value(*v);
+        let value = &values[i];
         if v.is_finite() {
             let py = frame.py(*v);
             let _ = write!(
@@ -1499,17 +1519,28 @@ fn render_vbars(b: &BarChart) -> String {
                 n((py - zero).abs()),
                 bar_color(*v),
                 escape(full),
-                escape(&value)
+                escape(value)
             );
-            if show_values {
-                let ty = if *v >= 0.0 { py - 4.0 } else { py + 13.0 };
-                svg.text(
-                    cx,
-                    ty,
-                    &value,
-                    "middle",
-                    &format!(r#"font-size="10" fill="{MUTED_TEXT}" class="bar-value""#),
+            let value_attrs =
+                format!(r#"font-size="{VALUE_FONT}" fill="{MUTED_TEXT}" class="bar-value""#);
+            if upright_values {
+                // Turned about its anchor, the text runs up from a positive bar's end (down
+                // from a negative one's); the x offset centres the glyphs on the bar.
+                let (x, y, anchor) = if *v >= 0.0 {
+                    (cx + 3.5, py - 4.0, "start")
+                } else {
+                    (cx + 3.5, py + 4.0, "end")
+                };
+                let _ = write!(
+                    svg.out,
+                    r#"<text x="{x}" y="{y}" text-anchor="{anchor}" {value_attrs} transform="rotate(-90 {x} {y})">{}</text>"#,
+                    escape(value),
+                    x = n(x),
+                    y = n(y),
                 );
+            } else if show_values {
+                let ty = if *v >= 0.0 { py - 4.0 } else { py + 13.0 };
+                svg.text(cx, ty, value, "middle", &value_attrs);
             }
         }
         let ly = frame.bottom() + 16.0;

@@ -70,11 +70,8 @@ fn numeric_columns_are_right_aligned() {
     assert!(html.contains("<td class=\"num\">75%</td><td></td></tr>"));
 }
 
-#[test]
-fn page_parses_as_xml_apart_from_the_doctype() {
-    // The generator emits XHTML-compatible markup (closed tags, quoted attributes), so a strict
-    // parser reading it is a cheap check that no tag is left open or text unescaped.
-    let html = sample().to_html();
+/// Parses the page as XML once the doctype is dropped and the void `<meta>` elements closed.
+fn parse_as_xml(html: &str) {
     let body = html
         .trim_start_matches("<!DOCTYPE html>\n")
         .replace("<meta charset=\"utf-8\">", "<meta charset=\"utf-8\"/>")
@@ -83,6 +80,14 @@ fn page_parses_as_xml_apart_from_the_doctype() {
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>",
         );
     roxmltree::Document::parse(&body).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn page_parses_as_xml_apart_from_the_doctype() {
+    // The generator emits XHTML-compatible markup (closed tags, quoted attributes), so a strict
+    // parser reading it is a cheap check that no tag is left open or text unescaped.
+    let html = sample().to_html();
+    parse_as_xml(&html);
 }
 
 #[test]
@@ -100,4 +105,78 @@ fn headings_are_clamped() {
     r.heading(0, "zero").heading(9, "nine");
     let html = r.to_html();
     assert!(html.contains("<h1>zero</h1>") && html.contains("<h6>nine</h6>"));
+}
+
+fn answer_page() -> (String, String) {
+    use persona_report::html::{AnswerGrid, AnswerRow, Excerpt, PREVIEW_CHARS};
+    let long: String = (0..120)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(long.chars().count() > PREVIEW_CHARS);
+    let grid = AnswerGrid {
+        columns: vec!["α = −4".into(), "α = 0 (unsteered)".into(), "α = 4".into()],
+        reference: Some(1),
+        rows: vec![
+            AnswerRow {
+                heading: "What's <next>?".into(),
+                cells: vec![
+                    Some(Excerpt {
+                        text: "I'd say <b>gloom</b> & \"doom\"\nsecond line".into(),
+                        note: "trait 12 · coherence 80".into(),
+                    }),
+                    Some(Excerpt {
+                        text: "  \n ".into(),
+                        note: String::new(),
+                    }),
+                    None,
+                ],
+            },
+            AnswerRow {
+                heading: String::new(),
+                cells: vec![
+                    None,
+                    None,
+                    Some(Excerpt {
+                        text: long.clone(),
+                        note: "trait 90".into(),
+                    }),
+                ],
+            },
+        ],
+    };
+    let mut r = Report::new("answers");
+    r.answers(&grid);
+    (r.to_html(), long)
+}
+
+#[test]
+fn answers_sit_side_by_side_escaped_with_long_ones_folded() {
+    let (html, long) = answer_page();
+    // The prompt spans the three columns; the reference column is marked in head and cells.
+    assert!(html.contains(
+        "<tr class=\"prompt\"><th scope=\"rowgroup\" colspan=\"3\">What&#39;s &lt;next&gt;?</th></tr>"
+    ));
+    assert!(html.contains("<th scope=\"col\" class=\"reference\">α = 0 (unsteered)</th>"));
+    assert_eq!(html.matches("<td class=\"reference\">").count(), 2);
+    // Text is escaped and keeps its line break; blank answers say so; absent ones are a dash.
+    assert!(html.contains(
+        "<div class=\"text\">I&#39;d say &lt;b&gt;gloom&lt;/b&gt; &amp; &quot;doom&quot;\nsecond line</div>"
+    ));
+    assert!(!html.contains("<b>gloom"));
+    assert!(html.contains("<div class=\"note\">trait 12 · coherence 80</div>"));
+    assert!(html.contains("(empty answer)"));
+    assert_eq!(html.matches("<span class=\"missing\">–</span>").count(), 3);
+    // A long answer shows its start up to a word break with a marker, and the whole text
+    // once opened.
+    let chars = long.chars().count();
+    assert!(html.contains(&format!("… show all {chars} characters")));
+    let preview_start = html.find("<span class=\"preview\">").unwrap() + 22;
+    let preview_end = preview_start + html[preview_start..].find("</span>").unwrap();
+    let preview = &html[preview_start..preview_end];
+    assert!(long.starts_with(preview) && preview.len() < long.len() && preview.len() > 180);
+    assert!(long[preview.len()..].starts_with(' '), "cut inside a word");
+    assert!(html.contains(&format!("</summary>{long}</details>")));
+    // Still well-formed: the grid parses as XML with the rest of the page.
+    parse_as_xml(&html);
 }

@@ -478,3 +478,103 @@ fn many_series_get_a_legend_that_fits() {
         assert_eq!(lines[0].attribute("stroke"), lines[8].attribute("stroke"));
     });
 }
+
+/// Width of `text` at `size` px in DejaVu Sans, the charts' first font: digits, `-` and `.` by
+/// their advances in the font (in units of its 2048-unit em), anything else as wide as an "m",
+/// so the estimate never falls short of the drawn text.
+fn dejavu_width(text: &str, size: f64) -> f64 {
+    let units: f64 = text
+        .chars()
+        .map(|c| match c {
+            '0'..='9' => 1303.0,
+            '-' => 739.0,
+            '.' => 651.0,
+            _ => 1995.0,
+        })
+        .sum();
+    units / 2048.0 * size
+}
+
+/// The angle of a `rotate(A X Y)` transform, 0 without one.
+fn rotation(node: roxmltree::Node) -> f64 {
+    node.attribute("transform").map_or(0.0, |t| {
+        t.trim_start_matches("rotate(")
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    })
+}
+
+#[test]
+fn bar_values_never_run_into_each_other() {
+    // ‖v‖ of a 30-layer model: two-digit norms with two decimals, wider than a bar's slot.
+    let norms: Vec<(String, f64)> = (0..30)
+        .map(|l| (format!("L{l}"), 0.4 + l as f64 * 0.9 + (l as f64).sin()))
+        .collect();
+    let svg = BarChart::new("‖v‖ per layer", "norm", norms.clone(), false).to_svg();
+    with_doc(&svg, |doc| {
+        // Every layer keeps its label and its value.
+        assert_eq!(by_class(doc, "bar-label").len(), 30);
+        let values = by_class(doc, "bar-value");
+        assert_eq!(values.len(), 30);
+        let bars = by_class(doc, "bar");
+        let slot = num(bars[1], "x") - num(bars[0], "x");
+        let plot_top = num(by_class(doc, "y-axis")[0], "y1");
+        // The widest values are too wide to sit side by side, so all are turned upright along
+        // their bars, inside the plot above the bar's end.
+        let widest = values
+            .iter()
+            .map(|v| dejavu_width(v.text().unwrap(), 10.0))
+            .fold(0.0, f64::max);
+        assert!(widest > slot, "every value fits its slot: {widest} {slot}");
+        for (value, bar) in values.iter().zip(&bars) {
+            let text = value.text().unwrap();
+            assert_eq!(rotation(*value), -90.0, "{text}");
+            let (x, y) = (num(*value, "x"), num(*value, "y"));
+            let centre = num(*bar, "x") + num(*bar, "width") / 2.0;
+            assert!((x - 3.5 - centre).abs() < 0.01, "{text} off its bar");
+            assert!(y <= num(*bar, "y"), "{text} inside its bar");
+            assert!(
+                y - dejavu_width(text, 10.0) >= plot_top,
+                "{text} runs out of the plot (top {plot_top}, y {y})"
+            );
+        }
+    });
+    // Short values on a few wide bars stay level, centred and apart.
+    let few = BarChart::new("few", "v", norms[..6].to_vec(), false).to_svg();
+    with_doc(&few, |doc| {
+        let values = by_class(doc, "bar-value");
+        assert_eq!(values.len(), 6);
+        assert!(values.iter().all(|v| rotation(*v) == 0.0));
+        for pair in values.windows(2) {
+            let half = |v: roxmltree::Node| dejavu_width(v.text().unwrap(), 10.0) / 2.0;
+            let gap = (num(pair[1], "x") - half(pair[1])) - (num(pair[0], "x") + half(pair[0]));
+            assert!(gap > 2.0, "values overlap: {gap}");
+        }
+    });
+    // Negative values hang below their bars.
+    let signed: Vec<(String, f64)> = norms
+        .iter()
+        .enumerate()
+        .map(|(i, (l, v))| (l.clone(), if i % 2 == 0 { -v } else { *v }))
+        .collect();
+    let svg = BarChart::new("signed", "v", signed, false).to_svg();
+    with_doc(&svg, |doc| {
+        for (value, bar) in by_class(doc, "bar-value").iter().zip(by_class(doc, "bar")) {
+            let negative = value.text().unwrap().starts_with('-');
+            let (bar_top, bar_bottom) = (num(bar, "y"), num(bar, "y") + num(bar, "height"));
+            let y = num(*value, "y");
+            assert_eq!(
+                value.attribute("text-anchor"),
+                Some(if negative { "end" } else { "start" })
+            );
+            assert!(if negative {
+                y >= bar_bottom
+            } else {
+                y <= bar_top
+            });
+        }
+    });
+}
