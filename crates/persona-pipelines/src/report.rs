@@ -15,11 +15,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::axis::AxisResult;
-use crate::cap_eval::CapEvalResult;
+use crate::cap::eval::{CapEvalResult, JailbreakAnswer};
 use crate::drift::{DriftResult, TurnRow};
 use crate::extract::TraitExtractResult;
 use crate::monitor::{MonitorPoint, MonitorResult};
-use crate::steer::SteerResult;
+use crate::steer::{ScoredAnswer, SteerResult};
 use crate::PipelineError;
 
 /// The commands run in a folder, one JSON line each, for the report.
@@ -74,41 +74,6 @@ pub struct ReportResult {
     pub report_file: PathBuf,
     /// Which parts were found: extract, steer, monitor, axis, drift, cap.
     pub sections: Vec<String>,
-}
-
-// Rows the pipelines write through private, borrowed types. Until those types are public and
-// owned, the report reads the rows through these mirrors, field for field the same (the
-// pipelines' tests render reports from files the real pipelines wrote, so a mismatch fails
-// there).
-
-/// A row of `steer/steer_answers.jsonl`: one answer with its setting and scores (the mirror
-/// of `steer`'s `ScoredAnswer`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SteerAnswerRow {
-    /// `None`: the unsteered baseline, shared by every layer.
-    pub layer: Option<usize>,
-    pub alpha: f32,
-    pub question_index: usize,
-    pub sample: usize,
-    pub question: String,
-    pub answer: String,
-    #[serde(rename = "trait")]
-    pub trait_score: Option<f64>,
-    pub coherence: Option<f64>,
-}
-
-/// A row of `cap_answers.jsonl`: one jailbreak answer under one setting (the mirror of
-/// `cap_eval`'s `JailbreakAnswer`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CapAnswerRow {
-    pub setting: String,
-    pub id: String,
-    pub persona: String,
-    pub category: String,
-    pub answer: String,
-    pub refusal: bool,
-    pub harm: Option<f64>,
-    pub projection: Option<f64>,
 }
 
 /// A file of a run folder the report reads, and the command that writes it there (named when
@@ -415,7 +380,7 @@ fn steer_section(page: &mut Report, run_dir: &Path) -> Result<bool, PipelineErro
         "steer/steer.svg",
         "Judged trait score and coherence against α.",
     );
-    let answers: Vec<SteerAnswerRow> = STEER_ANSWERS.rows(run_dir)?;
+    let answers: Vec<ScoredAnswer> = STEER_ANSWERS.rows(run_dir)?;
     if !answers.is_empty() {
         let questions = answers
             .iter()
@@ -435,7 +400,7 @@ fn steer_section(page: &mut Report, run_dir: &Path) -> Result<bool, PipelineErro
 }
 
 /// Answers at `layer` to the first questions, one column per α of the sweep.
-fn steer_grid(steer: &SteerResult, answers: &[SteerAnswerRow], layer: usize) -> AnswerGrid {
+fn steer_grid(steer: &SteerResult, answers: &[ScoredAnswer], layer: usize) -> AnswerGrid {
     let mut alphas: Vec<f32> = steer
         .rows
         .iter()
@@ -459,7 +424,7 @@ fn steer_grid(steer: &SteerResult, answers: &[SteerAnswerRow], layer: usize) -> 
         .into_iter()
         .take(STEER_QUESTIONS)
         .map(|qi| {
-            let cells: Vec<Option<&SteerAnswerRow>> =
+            let cells: Vec<Option<&ScoredAnswer>> =
                 alphas.iter().map(|&alpha| at(qi, alpha)).collect();
             AnswerRow {
                 heading: cells
@@ -899,7 +864,7 @@ fn cap_section(page: &mut Report, run_dir: &Path) -> Result<bool, PipelineError>
     ] {
         plot(page, run_dir, file, caption);
     }
-    let answers: Vec<CapAnswerRow> = CAP_ANSWERS.rows(run_dir)?;
+    let answers: Vec<JailbreakAnswer> = CAP_ANSWERS.rows(run_dir)?;
     if !answers.is_empty() {
         page.paragraph(&format!(
             "Answers to the first {CAP_JAILBREAKS} jailbreaks under every setting, uncapped shaded."
@@ -910,8 +875,8 @@ fn cap_section(page: &mut Report, run_dir: &Path) -> Result<bool, PipelineError>
 }
 
 /// The first jailbreaks' answers, one column per cap setting (uncapped first).
-fn cap_grid(cap: &CapEvalResult, answers: &[CapAnswerRow]) -> AnswerGrid {
-    let mut ids: Vec<&CapAnswerRow> = Vec::new();
+fn cap_grid(cap: &CapEvalResult, answers: &[JailbreakAnswer]) -> AnswerGrid {
+    let mut ids: Vec<&JailbreakAnswer> = Vec::new();
     for a in answers {
         if !ids.iter().any(|b| b.id == a.id) {
             ids.push(a);

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use persona_pipelines::answers::Answer;
 use persona_pipelines::axis::{AxisResult, LayerSummary, RolePoint};
-use persona_pipelines::cap_eval::{CapEvalResult, CapEvalRow, McqScoring};
+use persona_pipelines::cap::eval::{CapEvalResult, CapEvalRow, JailbreakAnswer, McqScoring};
 use persona_pipelines::drift::{DomainDrift, DriftResult, TurnRow};
 use persona_pipelines::extract::{ExtractResult, Filter, TraitExtractResult};
 use persona_pipelines::monitor::{
     system_prompt, Correlation, MonitorPoint, MonitorResult, MonitorRow, SYSTEM_PROMPT_LEVELS,
 };
-use persona_pipelines::report::{record_provenance, write_report, CapAnswerRow, SteerAnswerRow};
+use persona_pipelines::report::{record_provenance, write_report};
+use persona_pipelines::steer::ScoredAnswer;
 use persona_pipelines::steer::{LayerTrend, Recommendation, SteerResult, SteerRow};
 use persona_report::svg::{BarChart, Chart, Point, Series, SeriesKind};
 use serde::Serialize;
@@ -131,7 +132,7 @@ fn trait_run(dir: &Path) -> PathBuf {
     for (layer, alpha) in settings {
         for (q, question) in questions.iter().enumerate() {
             let (answer, trait_score, coherence) = steered_answer(q, layer.unwrap_or(0), alpha);
-            answers.push(SteerAnswerRow {
+            answers.push(ScoredAnswer {
                 layer,
                 alpha,
                 question_index: q,
@@ -148,7 +149,7 @@ fn trait_run(dir: &Path) -> PathBuf {
     let mut rows = Vec::new();
     for &layer in &STEER_LAYERS {
         for &alpha in &ALPHAS {
-            let of: Vec<&SteerAnswerRow> = answers
+            let of: Vec<&ScoredAnswer> = answers
                 .iter()
                 .filter(|a| a.alpha == alpha && (a.layer == Some(layer) || a.layer.is_none()))
                 .collect();
@@ -494,7 +495,7 @@ fn cap_run(dir: &Path) -> PathBuf {
     for (s, setting) in settings.iter().enumerate() {
         for jb in persona_evals::builtin_jailbreaks().iter().take(4) {
             let refusal = s == 1;
-            answers.push(CapAnswerRow {
+            answers.push(JailbreakAnswer {
                 setting: setting.to_string(),
                 id: jb.id.clone(),
                 persona: jb.persona.clone(),
