@@ -1,5 +1,5 @@
 //! Hooks on the real default model: captures agree with each other, interventions do what
-//! DESIGN.md's formulas say, batching and padding change nothing.
+//! docs/design.md's formulas say, batching and padding change nothing.
 
 mod common;
 

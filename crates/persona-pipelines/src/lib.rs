@@ -67,7 +67,7 @@ pub struct VectorSource<'a> {
     pub file: &'a Path,
 }
 
-/// What a vector file says about itself (DESIGN.md's `persona.*` metadata).
+/// What a vector file says about itself (the `persona.*` metadata of docs/formats.md).
 pub(crate) struct VectorMeta<'a> {
     pub kind: &'a str,
     pub name: &'a str,
