@@ -165,7 +165,7 @@ pub struct CapArgs {
 }
 
 impl CapArgs {
-    /// The cap asked for, if any (DESIGN.md: h ← h + u·max(τ − h·u, 0) at each window layer).
+    /// The cap asked for, if any (docs/design.md: h ← h + u·max(τ − h·u, 0) at each window layer).
     pub fn cap(&self, engine: &Engine) -> anyhow::Result<Option<persona_pipelines::cap::AxisCap>> {
         let Some(path) = &self.cap else {
             return Ok(None);

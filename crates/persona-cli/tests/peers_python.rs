@@ -3,15 +3,13 @@
 //! llama.cpp (llama-cpp-python) applying the exported GGUF control vector.
 //! Needs the test venv (`bash scripts/setup_test_peers.sh`); fails, never skips, without it.
 
-#[path = "../../persona-judges/tests/support/peers.rs"]
-mod peers;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
 
-use peers::{default_model_path, python};
+use persona_testkit::peers::{default_model_path, python};
+use persona_testkit::shared;
 
 /// Where llama.cpp adds the vector in the parity test, and how strongly: large enough to
 /// change every reference reply visibly, small enough to keep the model talking.
@@ -20,13 +18,6 @@ const ALPHA: f64 = 4.0;
 const N_TOKENS: usize = 16;
 /// A first divergence counts as a near-tie when llama.cpp's own top-1/top-2 gap is below this.
 const NEAR_TIE: f64 = 0.5;
-
-fn shared() -> PathBuf {
-    match std::env::var_os("PERSONA_SHARED") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
-}
 
 fn persona_json(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_persona"))

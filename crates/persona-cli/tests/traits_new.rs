@@ -3,11 +3,10 @@
 //! cannot write a valid spec, so against it the command must fail with the validation error
 //! after its retries and write nothing.
 
-#[path = "../../persona-judges/tests/support/peers.rs"]
-mod peers;
-
 use std::path::Path;
 use std::process::{Command, Output};
+
+use persona_testkit::peers;
 
 fn persona(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_persona"))

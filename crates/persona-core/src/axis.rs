@@ -1,13 +1,13 @@
 //! The Assistant axis, its activation caps, and the percentiles that set them.
 //!
-//! After Lu et al. 2026, "The Assistant Axis" (method notes: `shared/notes/assistant_axis_method.md`
-//! §6 and §9): per layer, the axis is the default (Assistant) vector minus the mean of the role
+//! After Lu et al. 2026, "The Assistant Axis" (docs/assistant-axis.md §4, §6 and
+//! §7): per layer, the axis is the default (Assistant) vector minus the mean of the role
 //! vectors, kept unnormalised; a cap holds the projection of a hidden state on the axis at a
 //! threshold τ per layer, chosen as a percentile of the projections of per-response mean
 //! activations of role and default rollouts.
 //!
 //! The caps here work on plain vectors: they are the reference that the engine's tensor
-//! implementation of DESIGN.md's intervention table is tested against.
+//! implementation of docs/design.md's intervention table is tested against.
 
 /// The Assistant axis at one layer: `default_mean − mean(role_means)` (each role weighted
 /// equally), unnormalised, computed in `f64`.
@@ -81,10 +81,10 @@ pub fn percentiles(values: &[f64], ps: &[f64]) -> Option<Vec<f64>> {
     )
 }
 
-/// Activation cap, floor (DESIGN.md): `h ← h + u·max(τ − h·u, 0)` with `u = axis/‖axis‖`.
+/// Activation cap, floor (docs/design.md): `h ← h + u·max(τ − h·u, 0)` with `u = axis/‖axis‖`.
 /// A projection below `tau` is raised to exactly `tau` (up to `f32` rounding); the part of
 /// `h` orthogonal to the axis is unchanged; `h` is returned as is when `h·u ≥ τ` or the
-/// axis is zero. Computed in `f64`. (The reference divides by `‖axis‖ + 1e-8`; DESIGN.md's
+/// axis is zero. Computed in `f64`. (The reference divides by `‖axis‖ + 1e-8`; docs/design.md's
 /// exact unit vector differs from it only for near-zero axes.)
 ///
 /// # Panics
@@ -93,7 +93,7 @@ pub fn cap_floor(h: &[f32], axis: &[f32], tau: f32) -> Vec<f32> {
     cap(h, axis, tau, 1.0)
 }
 
-/// Activation cap, ceiling (DESIGN.md): `h ← h − u·max(h·u − τ, 0)` with `u = axis/‖axis‖`:
+/// Activation cap, ceiling (docs/design.md): `h ← h − u·max(h·u − τ, 0)` with `u = axis/‖axis‖`:
 /// a projection above `tau` is lowered to `tau`. Equal to `cap_floor(h, −axis, −τ)` (the
 /// reference code's form of the same floor, with `vec = −axis` and a negative cap).
 ///

@@ -1,8 +1,8 @@
 //! Principal component analysis of a few hundred vectors: persona space.
 //!
 //! Persona space is the PCA of the role vectors at one layer (one row per role, mean-centred
-//! only, no scaling), as in the Assistant-axis method (`shared/notes/assistant_axis_method.md`
-//! §7, after Lu et al. 2026). Inputs are `f32` rows; everything is computed in `f64`.
+//! only, no scaling), as in the Assistant-axis method (docs/assistant-axis.md
+//! §5, after Lu et al. 2026). Inputs are `f32` rows; everything is computed in `f64`.
 //!
 //! # Two routes to the same decomposition
 //!

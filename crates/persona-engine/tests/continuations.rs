@@ -1,9 +1,7 @@
 //! Forked-cache continuations agree with teacher-forcing each continuation on its own.
 
-mod common;
-
-use common::*;
 use persona_engine::{ForwardRequest, WeightMode};
+use persona_testkit::*;
 
 fn check(mode: WeightMode, tolerance: f32) {
     let engine = load(mode);

@@ -1,13 +1,11 @@
 //! The Hugging Face folder path: a folder written from the default model loads and gives the
 //! same tokens, template and activations as the GGUF it came from.
 
-mod common;
-
-use common::*;
 use persona_engine::{
     CaptureSpec, ConvertDType, Engine, ForwardRequest, LoadOptions, Message, TokenSequence,
     WeightMode,
 };
+use persona_testkit::*;
 
 #[test]
 fn hf_folder_round_trip_gives_the_same_activations() {

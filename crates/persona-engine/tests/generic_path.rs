@@ -1,10 +1,8 @@
 //! The device-generic path (candle ops only: what runs on GPUs) on the CPU, with the CPU
 //! kernels switched off: same tokens as llama.cpp, same activations as the kernel path.
 
-mod common;
-
-use common::*;
 use persona_engine::{CaptureSpec, ForwardRequest, HookSite, WeightMode};
+use persona_testkit::*;
 
 #[test]
 fn generic_path_agrees_with_llamacpp_and_the_kernel_path() {

@@ -1,13 +1,11 @@
 //! Hooks on the real default model: captures agree with each other, interventions do what
-//! DESIGN.md's formulas say, batching and padding change nothing.
+//! docs/design.md's formulas say, batching and padding change nothing.
 
-mod common;
-
-use common::*;
 use persona_engine::{
     CaptureSpec, ForwardRequest, GenerateRequest, HookPoint, HookSite, Intervention,
     InterventionKind, Message, SamplingParams, Span, Tensor, TokenSequence,
 };
+use persona_testkit::*;
 
 fn chat(engine: &persona_engine::Engine, system: &str, user: &str, answer: &str) -> TokenSequence {
     engine

@@ -1,13 +1,11 @@
 //! The engine against real peers on the default model: llama.cpp's greedy tokens and the
 //! PyTorch fp32 activations in `shared/reference/`.
 
-mod common;
-
-use common::*;
 use persona_engine::{
     CaptureSpec, ForwardRequest, GenerateRequest, HookSite, SamplingParams, Span, TokenSequence,
     WeightMode,
 };
+use persona_testkit::*;
 
 /// Teacher-forced on llama.cpp's 128 greedy tokens, our top-1 equals llama.cpp's next token at
 /// ≥ 90 % of positions, and where it differs the pick is a near-tie in llama.cpp's top 5.

@@ -2,10 +2,8 @@
 //! RoPE, 151 936-token vocabulary), against llama.cpp. It is fetched by
 //! `persona setup --model qwen2.5-1.5b`; without it this test says so and fails.
 
-mod common;
-
-use common::*;
 use persona_engine::{Engine, ForwardRequest, LoadOptions};
+use persona_testkit::*;
 
 #[test]
 fn qwen_teacher_forced_top1_matches_llamacpp() {

@@ -2,9 +2,6 @@
 //! engine's, training lowers the loss, and an adapter saved in PEFT's layout and merged at load
 //! gives the engine exactly the model that was trained.
 
-#[path = "../../persona-engine/tests/common/mod.rs"]
-mod common;
-
 use candle_core::{Tensor, D};
 use persona_engine::{Engine, ForwardRequest, LoadOptions, Message, TokenSequence, WeightMode};
 use persona_finetune::model::LoraModel;
@@ -13,7 +10,7 @@ use persona_finetune::{finetune, FinetuneOptions, TrainIntervention, TrainSeq};
 
 fn f32_engine(adapter: Option<std::path::PathBuf>) -> Engine {
     Engine::load(
-        &common::default_model_path(),
+        &persona_testkit::default_model_path(),
         &LoadOptions {
             weights: WeightMode::F32,
             adapter,

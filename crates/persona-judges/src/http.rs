@@ -1,7 +1,7 @@
 //! Judges behind any OpenAI-compatible HTTP endpoint (OpenAI, vLLM, llama.cpp servers, …).
 //!
 //! The score of a rubric prompt is read from the top-20 log-probabilities of the first answer
-//! token (DESIGN.md, "Judges"), so each prompt costs one request for one token. Requests run
+//! token (docs/design.md, "Judges"), so each prompt costs one request for one token. Requests run
 //! on a few threads at once; transient failures (rate limits, server errors, a server that
 //! went away after answering before) are retried with exponential backoff, and everything else
 //! stops the run at once with a message that says what to change.

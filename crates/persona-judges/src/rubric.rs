@@ -1,6 +1,6 @@
 //! Judges that ask a language model for a number: the trait rubric of the spec, and persona's
 //! coherence rubric. The score is read from the model's probabilities for its first answer,
-//! not from sampled text (DESIGN.md, "Judges"), so it is a smooth expected value and not a
+//! not from sampled text (docs/design.md, "Judges"), so it is a smooth expected value and not a
 //! coin toss between neighbouring numbers.
 
 use persona_traits::TraitSpec;

@@ -3,16 +3,13 @@
 //! concurrency, order, errors) and the maths (scores recomputed from the returned
 //! log-probabilities), not the quality of its judgement.
 
-#[path = "support/peers.rs"]
-mod peers;
-
 use std::time::{Duration, Instant};
 
-use peers::{default_model_path, free_port, LlamaServer};
 use persona_judges::{
     expected_number, numbers_from_top_logprobs, ChatMessage, NumberScorer, OpenAiClient,
     OpenAiConfig, OpenAiScorer, MIN_NUMBER_MASS, TOP_LOGPROBS,
 };
+use persona_testkit::peers::{default_model_path, free_port, LlamaServer};
 use persona_traits::GenerateError;
 
 fn config(base_url: &str, concurrency: usize) -> OpenAiConfig {

@@ -2,9 +2,6 @@
 //! (axis = default − mean of the role files, exactly), oriented components, ordered thresholds,
 //! and a rerun that reuses every cached rollout and role vector.
 
-#[path = "../../persona-engine/tests/common/mod.rs"]
-mod common;
-
 use persona_engine::{Engine, LoadOptions};
 use persona_io::LayerVectors;
 use persona_pipelines::answers::AnswerOptions;
@@ -13,7 +10,11 @@ use persona_pipelines::DirStore;
 
 #[test]
 fn axis_build_on_the_default_model() {
-    let engine = Engine::load(&common::default_model_path(), &LoadOptions::default()).unwrap();
+    let engine = Engine::load(
+        &persona_testkit::default_model_path(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let inventory = persona_roles::RoleInventory::builtin();
     let dir = tempfile::tempdir().unwrap();
     let opts = AxisOptions {

@@ -1,9 +1,6 @@
 //! `run_drift` and `cap_eval` on the real default model at a small size: turn bookkeeping, the
 //! cap's floor seen through the pipeline, the tables' arithmetic, and resuming from caches.
 
-#[path = "../../persona-engine/tests/common/mod.rs"]
-mod common;
-
 use persona_pipelines::DirStore;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,7 +65,11 @@ fn conversations() -> Vec<DriftConversation> {
 
 #[test]
 fn drift_turns_and_the_cap_floor_on_the_default_model() {
-    let engine = Engine::load(&common::default_model_path(), &LoadOptions::default()).unwrap();
+    let engine = Engine::load(
+        &persona_testkit::default_model_path(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let c = engine.config();
     let axis = synthetic_axis(c.n_layers, c.d_model);
     let axis_path = Path::new("synthetic-axis.safetensors");
@@ -194,7 +195,11 @@ impl NumberScorer for LengthScorer {
 
 #[test]
 fn cap_eval_tables_on_the_default_model() {
-    let engine = Engine::load(&common::default_model_path(), &LoadOptions::default()).unwrap();
+    let engine = Engine::load(
+        &persona_testkit::default_model_path(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let c = engine.config();
     let axis = synthetic_axis(c.n_layers, c.d_model);
     let axis_path = Path::new("synthetic-axis.safetensors");

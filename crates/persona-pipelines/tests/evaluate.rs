@@ -2,9 +2,6 @@
 //! from a handful of contrasting conversations moves the lexicon-judged trait the right way,
 //! the monitor's bookkeeping holds, answers are cached, and the report collects it all.
 
-#[path = "../../persona-engine/tests/common/mod.rs"]
-mod common;
-
 use persona_engine::{Engine, LoadOptions, Message};
 use persona_judges::{LexiconJudge, Polarity};
 use persona_pipelines::answers::AnswerOptions;
@@ -40,7 +37,11 @@ fn conversations(spec: &persona_traits::TraitSpec, answers: &[&str]) -> Vec<Vec<
 
 #[test]
 fn steer_monitor_and_report_on_the_default_model() {
-    let engine = Engine::load(&common::default_model_path(), &LoadOptions::default()).unwrap();
+    let engine = Engine::load(
+        &persona_testkit::default_model_path(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let spec = persona_traits::builtin("optimistic").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path();

@@ -1,13 +1,9 @@
 //! Extraction from the fixed reference workload (`shared/reference/extract_workload/`)
 //! matches the PyTorch fp32 persona vectors.
 
-// The engine's test support: the reference folder, the default model, a numpy reader.
-#[path = "../../persona-engine/tests/common/mod.rs"]
-mod common;
-
-use common::{default_model_path, load_npz, shared};
 use persona_engine::{Engine, LoadOptions};
 use persona_pipelines::DirStore;
+use persona_testkit::{default_model_path, load_npz, shared};
 
 #[test]
 fn workload_vectors_match_pytorch() {

@@ -3,9 +3,6 @@
 //! split the dataset's lines unchanged, chunks and reruns change nothing, and bad lines are
 //! named.
 
-#[path = "../../persona-engine/tests/common/mod.rs"]
-mod common;
-
 use persona_pipelines::DirStore;
 use std::path::Path;
 
@@ -59,7 +56,11 @@ fn direction(d: usize, l: usize) -> Vec<f32> {
 
 #[test]
 fn screen_on_the_default_model() {
-    let engine = Engine::load(&common::default_model_path(), &LoadOptions::default()).unwrap();
+    let engine = Engine::load(
+        &persona_testkit::default_model_path(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let c = engine.config().clone();
     let vectors = LayerVectors {
         layers: (0..c.n_layers)

@@ -1,9 +1,6 @@
 //! The whole method on a tiny trait spec: rollouts are cached and resumed, judgements cached,
 //! the filter refuses a run with too few survivors instead of writing a weak vector.
 
-#[path = "../../persona-engine/tests/common/mod.rs"]
-mod common;
-
 use persona_engine::{Engine, LoadOptions};
 use persona_judges::{LexiconJudge, Polarity};
 use persona_pipelines::extract::rollouts::RolloutOptions;
@@ -24,7 +21,11 @@ neg = "Be flat and downbeat in every answer."
 
 #[test]
 fn trait_extraction_resumes_from_its_caches() {
-    let engine = Engine::load(&common::default_model_path(), &LoadOptions::default()).unwrap();
+    let engine = Engine::load(
+        &persona_testkit::default_model_path(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let spec = persona_traits::TraitSpec::from_toml(SPEC, "test spec").unwrap();
     let judge = LexiconJudge::new(Polarity::Positive);
     let dir = tempfile::tempdir().unwrap();

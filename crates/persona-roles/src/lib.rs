@@ -1,5 +1,5 @@
 //! The role inventory for mapping persona space (the Assistant-axis method,
-//! `shared/notes/assistant_axis_method.md` §1–§3).
+//! docs/assistant-axis.md §1–§2).
 //!
 //! A [`RoleInventory`] holds character archetypes ([`Role`]s), each with five system prompts
 //! that make an assistant take on the role; the default assistant (five prompts, the first one

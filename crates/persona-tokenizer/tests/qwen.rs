@@ -2,26 +2,25 @@
 //! branches): llama.cpp's ids for chat prompts and raw strings. The 1.1 GB GGUF is optional:
 //! without it the test prints a notice and passes.
 
-mod support;
-
 use std::io::Write;
 
+use persona_testkit::tokenizer::{messages, models_dir, qwen_gguf, read_gguf, str_of};
+use persona_testkit::{ids, reference};
 use persona_tokenizer::{ChatTemplate, Message, Tokenizer};
-use support::{ids, messages, reference, str_of};
 
 #[test]
 fn qwen25_coder_matches_llamacpp() {
-    let Some(path) = support::qwen_gguf() else {
+    let Some(path) = qwen_gguf() else {
         // Straight to stderr: the test harness would swallow eprintln! of a passing test.
         let _ = writeln!(
             std::io::stderr(),
             "SKIPPED qwen25_coder_matches_llamacpp: no Qwen2.5-Coder GGUF; set PERSONA_QWEN_GGUF \
              or put qwen2.5-coder-1.5b-instruct-q4_k_m.gguf in {}",
-            support::models_dir().display()
+            models_dir().display()
         );
         return;
     };
-    let model = support::read_gguf(&path);
+    let model = read_gguf(&path);
     assert_eq!(model.vocab.pre.as_deref(), Some("qwen2"));
     let tok = model.tokenizer();
     let template = model.template();

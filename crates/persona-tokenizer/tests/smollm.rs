@@ -1,16 +1,15 @@
 //! SmolLM2-135M-Instruct: the tokenizer and template built from the default GGUF must give
 //! llama.cpp's ids and HF's prompt bytes on every reference string.
 
-mod support;
-
 use std::sync::OnceLock;
 
+use persona_testkit::tokenizer::{messages, read_gguf, smollm_gguf, str_of, GgufTokenizerMeta};
+use persona_testkit::{ids, reference};
 use persona_tokenizer::{ChatTemplate, Message, Tokenizer};
-use support::{ids, messages, reference, str_of, GgufTokenizerMeta};
 
 fn model() -> &'static GgufTokenizerMeta {
     static MODEL: OnceLock<GgufTokenizerMeta> = OnceLock::new();
-    MODEL.get_or_init(|| support::read_gguf(&support::smollm_gguf()))
+    MODEL.get_or_init(|| read_gguf(&smollm_gguf()))
 }
 
 fn tokenizer() -> &'static Tokenizer {

@@ -1,4 +1,4 @@
-//! The Assistant-axis activation cap (DESIGN.md: h ← h + u·max(τ − h·u, 0)) over a window of
+//! The Assistant-axis activation cap (docs/design.md: h ← h + u·max(τ − h·u, 0)) over a window of
 //! layers, τ per layer taken from the percentiles `persona axis build` stores with the axis.
 
 pub mod eval;

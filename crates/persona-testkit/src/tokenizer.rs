@@ -1,38 +1,17 @@
-//! Test helpers: where the reference files and model GGUFs are, and a GGUF → [`GgufVocab`]
-//! reader (the engine crate has its own; this crate must not depend on GGUF parsing).
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! A GGUF's tokenizer metadata and chat template read with candle's GGUF reader alone, and the
+//! model files the tokenizer's tests read, so those tests exercise the tokenizer crate without
+//! the engine's own GGUF loading.
 
 use std::path::PathBuf;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use persona_tokenizer::{ChatTemplate, GgufVocab, Tokenizer};
 
-/// `$PERSONA_SHARED`, default `<repo>/../shared` (the frozen reference files).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("PERSONA_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-/// A JSON file under `shared/reference/`.
-pub fn reference(name: &str) -> serde_json::Value {
-    let path = shared_dir().join("reference").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read reference file {} ({e}); set PERSONA_SHARED to the shared folder",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `$PERSONA_HOME/models`, default `~/.cache/persona/models`.
+/// The models folder of the cache `persona setup` fills.
 pub fn models_dir() -> PathBuf {
-    match std::env::var_os("PERSONA_HOME") {
-        Some(home) => PathBuf::from(home).join("models"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/persona/models"),
-    }
+    persona_models::ModelCache::from_env()
+        .expect("a cache folder")
+        .models_dir()
 }
 
 /// The default model; a missing file fails the test, since every check here depends on it.
@@ -143,10 +122,6 @@ fn int(v: &Value) -> Option<i64> {
 /// `[{role, content}]` from reference JSON.
 pub fn messages(v: &serde_json::Value) -> Vec<persona_tokenizer::Message> {
     serde_json::from_value(v.clone()).expect("messages are [{role, content}]")
-}
-
-pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    serde_json::from_value(v.clone()).expect("a list of token ids")
 }
 
 pub fn str_of(v: &serde_json::Value) -> &str {

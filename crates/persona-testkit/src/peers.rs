@@ -2,7 +2,6 @@
 //! compatible server, safetensors, numpy, gguf) made by `scripts/setup_test_peers.sh`, the
 //! default model, and a llama-cpp-python server child process that dies with the test.
 //! Tests that need the venv fail (never skip) when it is missing.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// The model the peers run by default (here too, so peer tests import one module).
+pub use crate::default_model_path;
 
 /// The test venv: `$PERSONA_TEST_PEERS_VENV`, else
 /// `${PERSONA_HOME:-$HOME/.cache/persona}/test-peers-venv` (as the setup script picks it).
@@ -60,14 +62,6 @@ pub fn python() -> PathBuf {
             py
         })
         .clone()
-}
-
-/// The default model's path; fails (never skips) when it is not set up.
-pub fn default_model_path() -> PathBuf {
-    let cache = persona_models::ModelCache::from_env().expect("a cache folder");
-    persona_models::resolve(&cache, None).unwrap_or_else(|e| {
-        panic!("{e}\nrun `persona setup` (or the README's first command) first")
-    })
 }
 
 /// A TCP port nothing listens on right now.

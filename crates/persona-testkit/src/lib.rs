@@ -1,9 +1,20 @@
-//! Shared test support: the real default model, the reference files, small numpy readers.
-#![allow(dead_code)]
+//! Test support shared by persona's crates, used only as a dev-dependency.
+//!
+//! - this module: the frozen reference files (`$PERSONA_SHARED`, default `<repo>/../shared`),
+//!   the real models the tests run on, and small helpers over the engine and numpy files;
+//! - [`peers`]: the Python test peers (llama-cpp-python and its OpenAI-compatible server);
+//! - [`tokenizer`]: a GGUF's tokenizer metadata read without the engine, for the tokenizer's
+//!   own tests.
+//!
+//! Everything here fails (never skips) when what a test needs is missing, with the command
+//! that sets it up.
+
+pub mod peers;
+pub mod tokenizer;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use persona_engine::{
@@ -18,11 +29,21 @@ pub fn shared() -> PathBuf {
     }
 }
 
+/// A JSON file under `shared/reference/`.
 pub fn reference(name: &str) -> serde_json::Value {
     let path = shared().join("reference").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("reference files are JSON")
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read reference file {} ({e}); set PERSONA_SHARED to the shared folder",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Token ids from reference JSON.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    serde_json::from_value(v.clone()).expect("a list of token ids")
 }
 
 /// The default model's path; fails (never skips) when it is not set up.
@@ -39,6 +60,7 @@ pub fn qwen_model_path() -> Option<PathBuf> {
     persona_models::resolve(&cache, Some("qwen2.5-1.5b")).ok()
 }
 
+/// The default model in the weight layout `mode`.
 pub fn load(mode: WeightMode) -> Engine {
     Engine::load(
         &default_model_path(),
@@ -56,16 +78,8 @@ pub fn engine() -> &'static Engine {
     E.get_or_init(|| load(WeightMode::Auto))
 }
 
-pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("a list of ids")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
-}
-
 /// Arrays of a `numpy.savez` file: name → (shape, f32 data).
-pub fn load_npz(path: &std::path::Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+pub fn load_npz(path: &Path) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut zip = zip::ZipArchive::new(file).expect("npz is a zip");
     let mut out = HashMap::new();
