@@ -4,15 +4,22 @@
 //! make the assistant express or avoid the trait, extraction questions, different evaluation
 //! questions, and a judge rubric with `{question}` and `{answer}` slots. The Persona Vectors
 //! code's JSON files (`instruction` = list of `{pos, neg}`, `questions`, `eval_prompt`) are read
-//! unchanged. [`generate`] has a language model write a new spec from a description.
+//! unchanged; their single question list is divided between extraction and evaluation
+//! ([`questions`]), and evaluation questions can come from a file of their own
+//! ([`TraitSpec::with_evaluation_file`]). [`generate`] has a language model write a new spec
+//! from a description.
 
 pub mod generate;
+pub mod questions;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use generate::{generate_spec, GenerateError, GeneratedSpec};
+pub use questions::{
+    read_question_file, split_questions, QuestionFile, QuestionFileError, QuestionSplit, SplitRule,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -26,6 +33,8 @@ pub enum SpecError {
     Invalid { origin: String, reason: String },
     #[error("no trait named `{0}`: built-in traits are {list}; or give the path of a .toml spec or a Persona Vectors .json file", list = BUILTIN_NAMES.join(", "))]
     Unknown(String),
+    #[error(transparent)]
+    Questions(#[from] QuestionFileError),
 }
 
 type Result<T> = std::result::Result<T, SpecError>;
@@ -58,6 +67,11 @@ pub struct TraitSpec {
     /// the lexicon judge, which needs no model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lexicon: Option<Lexicon>,
+    /// Set when the file had one question list and it was divided between extraction and
+    /// evaluation: which file, how, and into how many (for the user to be told). Never read
+    /// from a spec file.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub question_split: Option<QuestionSplit>,
 }
 
 /// The Persona Vectors code's trait JSON.
@@ -141,8 +155,9 @@ impl TraitSpec {
         Ok(spec)
     }
 
-    /// A Persona Vectors JSON file. It has one question list: it serves extraction, and
-    /// evaluation too unless the file's companion (the same trait's eval file) is given.
+    /// A Persona Vectors JSON file. Its one question list is divided between extraction and
+    /// evaluation by position, alternately (see [`questions`]), and `question_split` records
+    /// it; [`TraitSpec::with_evaluation_file`] gives evaluation its own questions instead.
     pub fn from_paper_json(text: &str, name: &str, origin: &str) -> Result<Self> {
         let p: PaperSpec = serde_json::from_str(text).map_err(|e| SpecError::Invalid {
             origin: origin.to_string(),
@@ -150,24 +165,77 @@ impl TraitSpec {
                 "expected the Persona Vectors keys `instruction`, `questions`, `eval_prompt` ({e})"
             ),
         })?;
+        // Checked before dividing, so that a message names the item in the file's own list
+        // (counting from 1, as the question files do).
+        if let Some(i) = p.questions.iter().position(|q| q.trim().is_empty()) {
+            return Err(SpecError::Invalid {
+                origin: origin.to_string(),
+                reason: format!("`questions` item {} is empty", i + 1),
+            });
+        }
+        let (extraction_questions, evaluation_questions, split) =
+            split_questions(p.questions, origin);
         let spec = TraitSpec {
             lexicon: None,
             name: name.to_string(),
             description: format!("{name} (from {origin})"),
             instructions: p.instruction,
-            extraction_questions: p.questions.clone(),
-            evaluation_questions: p.questions,
+            extraction_questions,
+            evaluation_questions,
             judge_rubric: p.eval_prompt,
+            question_split: Some(split),
         };
         spec.validate(origin)?;
         Ok(spec)
     }
 
-    /// Replaces the evaluation questions with those of another file of the same trait (the
-    /// Persona Vectors code keeps extraction and evaluation questions in separate files).
-    pub fn with_evaluation_from(mut self, other: TraitSpec) -> Self {
-        self.evaluation_questions = other.extraction_questions;
-        self
+    /// Evaluation questions from a file of their own (formats: [`read_question_file`]), for
+    /// `--eval-questions FILE`: see [`TraitSpec::with_evaluation_questions`].
+    pub fn with_evaluation_file(self, path: &Path) -> Result<Self> {
+        self.with_evaluation_questions(read_question_file(path)?)
+    }
+
+    /// Replaces the evaluation questions. If the spec's single list had been divided, the
+    /// division is undone first, so that extraction uses the whole list again. A question that
+    /// is also an extraction question is refused, named by its place in its file: the vector
+    /// would be judged on what it was made from. So are an empty or repeated question and an
+    /// empty list.
+    pub fn with_evaluation_questions(mut self, questions: QuestionFile) -> Result<Self> {
+        if let Some(split) = self.question_split.take() {
+            self.extraction_questions = questions::rejoin(
+                &split,
+                &self.extraction_questions,
+                &self.evaluation_questions,
+            );
+        }
+        let extraction: std::collections::HashSet<&str> =
+            self.extraction_questions.iter().map(|q| q.trim()).collect();
+        if let Some((q, at)) = questions
+            .questions
+            .iter()
+            .zip(&questions.locations)
+            .find(|(q, _)| extraction.contains(q.trim()))
+        {
+            return Err(QuestionFileError::Bad {
+                path: questions.origin.clone(),
+                at: at.clone(),
+                reason: format!(
+                    "`{q}` is also an extraction question of the trait `{}`; evaluation questions must be ones the vector was not made from",
+                    self.name
+                ),
+            }
+            .into());
+        }
+        if questions.questions.is_empty() {
+            return Err(QuestionFileError::Empty {
+                path: questions.origin,
+                hint: "give at least one evaluation question".into(),
+            }
+            .into());
+        }
+        questions.check()?;
+        self.evaluation_questions = questions.questions;
+        Ok(self)
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
