@@ -199,9 +199,34 @@ pub struct TraitRun {
     /// The vector file (default: the run folder's <trait>_response_avg.safetensors).
     #[arg(long)]
     pub vector: Option<PathBuf>,
+    /// Evaluation questions from their own file (one per line, or Persona Vectors JSON /
+    /// JSONL), e.g. the evaluation twin of a Persona Vectors trait file.
+    #[arg(long, value_name = "FILE")]
+    pub eval_questions: Option<PathBuf>,
+}
+
+/// A trait spec by name or file, with evaluation questions from `eval_questions` if given. A
+/// single question list that was divided between extraction and evaluation is said on stderr.
+pub fn resolve_trait(
+    name: &str,
+    eval_questions: Option<&Path>,
+) -> anyhow::Result<persona_traits::TraitSpec> {
+    let mut spec = persona_traits::resolve(name)?;
+    if let Some(path) = eval_questions {
+        spec = spec.with_evaluation_file(path)?;
+    }
+    if let Some(split) = &spec.question_split {
+        eprintln!("note: {split} (give --eval-questions FILE to evaluate on other questions)");
+    }
+    Ok(spec)
 }
 
 impl TraitRun {
+    /// The trait spec, with `--eval-questions` applied.
+    pub fn spec(&self) -> anyhow::Result<persona_traits::TraitSpec> {
+        resolve_trait(&self.r#trait, self.eval_questions.as_deref())
+    }
+
     pub fn dir(&self, spec: &persona_traits::TraitSpec) -> RunDir {
         RunDir::for_trait(&spec.name, self.run.as_deref())
     }

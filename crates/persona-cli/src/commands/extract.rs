@@ -19,6 +19,10 @@ pub struct Args {
     /// Contrasting conversations, same format.
     #[arg(long, requires = "pos")]
     neg: Option<PathBuf>,
+    /// Evaluation questions from their own file: with a Persona Vectors file of one question
+    /// list, extraction then uses the whole list.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pos", "neg"])]
+    eval_questions: Option<PathBuf>,
     /// Name of the trait (with --pos/--neg; file names and metadata).
     #[arg(long, default_value = "trait")]
     name: String,
@@ -107,7 +111,7 @@ fn print_vectors(name: &str, r: &persona_pipelines::extract::ExtractResult) {
 }
 
 fn from_trait(g: &Global, a: &Args, name: &str) -> anyhow::Result<()> {
-    let spec = persona_traits::resolve(name)?;
+    let spec = crate::input::resolve_trait(name, a.eval_questions.as_deref())?;
     let judge = a.judge.build(g, &spec)?;
     let engine = load_engine(g)?;
     let run_dir = persona_pipelines::RunDir::for_trait(&spec.name, a.out.as_deref())

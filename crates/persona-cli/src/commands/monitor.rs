@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let spec = persona_traits::resolve(&a.run.r#trait)?;
+    let spec = a.run.spec()?;
     let (vector_file, vectors) = a.run.vectors(&spec)?;
     let engine = load_engine(g)?;
     let run_dir = a.run.dir(&spec);

@@ -54,7 +54,7 @@ fn read_questions(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let spec = persona_traits::resolve(&a.run.r#trait)?;
+    let spec = a.run.spec()?;
     let (vector_file, vectors) = a.run.vectors(&spec)?;
     let base = load_named(g, a.base.as_deref())?;
     let tuned_path = std::path::Path::new(&a.tuned);

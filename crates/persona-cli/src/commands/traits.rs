@@ -78,6 +78,9 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             let t = persona_traits::resolve(&name)?;
             emit(g.format, &t, || {
                 println!("{}: {}", t.name, t.description);
+                if let Some(split) = &t.question_split {
+                    println!("note: {split}");
+                }
                 println!("\ninstruction pairs ({}):", t.instructions.len());
                 for (i, p) in t.instructions.iter().enumerate() {
                     println!("  {i}+ {}", p.pos);
