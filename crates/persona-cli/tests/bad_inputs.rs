@@ -244,3 +244,49 @@ fn a_killed_run_resumes_and_a_busy_folder_is_refused() {
         &["in use by process", &holder, "persona steer optimistic"],
     );
 }
+
+#[test]
+fn a_single_question_list_is_split_and_evaluation_questions_can_come_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("pv.json"),
+        r#"{"instruction": [{"pos": "Be cheerful.", "neg": "Be gloomy."}], "questions": ["q1?", "q2?", "q3?", "q4?", "q5?"], "eval_prompt": "Rate {question} {answer} 0-100"}"#,
+    )
+    .unwrap();
+    let out = persona(&["traits", "show", "pv.json", "--format", "json"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        spec["extraction_questions"],
+        serde_json::json!(["q1?", "q3?", "q5?"])
+    );
+    assert_eq!(
+        spec["evaluation_questions"],
+        serde_json::json!(["q2?", "q4?"])
+    );
+    let out = persona(&["steer", "pv.json", "--vector", "missing.safetensors"], d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: pv.json has one list of 5 questions"),
+        "{err}"
+    );
+    // An evaluation file repeating an extraction question is refused, naming its line.
+    std::fs::write(d.join("eval.txt"), "e1?\nq1?\n").unwrap();
+    fails_with(
+        &[
+            "steer",
+            "pv.json",
+            "--eval-questions",
+            "eval.txt",
+            "--vector",
+            "v",
+        ],
+        d,
+        &["eval.txt, line 2", "also an extraction question"],
+    );
+}
