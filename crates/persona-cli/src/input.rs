@@ -231,10 +231,7 @@ impl TraitRun {
         RunDir::for_trait(&spec.name, self.run.as_deref())
     }
 
-    pub fn vectors(
-        &self,
-        spec: &persona_traits::TraitSpec,
-    ) -> anyhow::Result<(PathBuf, persona_io::LayerVectors)> {
+    pub fn vectors(&self, spec: &persona_traits::TraitSpec) -> anyhow::Result<TraitVector> {
         let path = match &self.vector {
             Some(p) => p.clone(),
             None => {
@@ -249,8 +246,26 @@ impl TraitRun {
                 p
             }
         };
-        let v = persona_io::LayerVectors::load(&path)?;
-        Ok((path, v))
+        let vectors = persona_io::LayerVectors::load(&path)?;
+        Ok(TraitVector {
+            file: path,
+            vectors,
+        })
+    }
+}
+
+/// A trait's vector file, loaded.
+pub struct TraitVector {
+    pub file: PathBuf,
+    pub vectors: persona_io::LayerVectors,
+}
+
+impl TraitVector {
+    pub fn source(&self) -> persona_pipelines::VectorSource<'_> {
+        persona_pipelines::VectorSource {
+            vectors: &self.vectors,
+            file: &self.file,
+        }
     }
 }
 
@@ -284,6 +299,17 @@ pub struct AnswerArgs {
 }
 
 impl AnswerArgs {
+    /// The options with every answer under `cap`.
+    pub fn capped(
+        &self,
+        cap: Option<persona_pipelines::cap::AxisCap>,
+    ) -> persona_pipelines::answers::AnswerOptions {
+        persona_pipelines::answers::AnswerOptions {
+            cap,
+            ..self.options()
+        }
+    }
+
     pub fn options(&self) -> persona_pipelines::answers::AnswerOptions {
         persona_pipelines::answers::AnswerOptions {
             max_tokens: self.max_tokens,

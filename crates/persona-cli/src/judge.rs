@@ -122,6 +122,15 @@ impl JudgeArgs {
     }
 }
 
+/// A number scorer as the pipelines take it.
+pub fn as_scorer(
+    scorer: &Option<Box<dyn persona_judges::NumberScorer + Send + Sync>>,
+) -> Option<&dyn persona_judges::NumberScorer> {
+    scorer
+        .as_deref()
+        .map(|s| s as &dyn persona_judges::NumberScorer)
+}
+
 /// A number scorer (for rubrics other than a trait's, e.g. role adherence 0–3) from
 /// `local`, `local:MODEL` or `openai:MODEL`.
 pub fn number_scorer(

@@ -70,6 +70,18 @@ impl RunDir {
         )
     }
 
+    /// `given`, else the layer `persona steer` recommended here, else the middle layer.
+    pub fn layer_or_recommended(
+        &self,
+        given: Option<usize>,
+        n_layers: usize,
+    ) -> Result<usize, crate::store::StoreError> {
+        Ok(match given {
+            Some(l) => l,
+            None => self.recommended_layer()?.unwrap_or(n_layers / 2),
+        })
+    }
+
     /// The layer `persona steer` recommended here, if it has run and found one.
     pub fn recommended_layer(&self) -> Result<Option<usize>, crate::store::StoreError> {
         Ok(self

@@ -312,6 +312,16 @@ impl DirStore {
     }
 }
 
+fn create_parent(path: &Path) -> Result<(), StoreError> {
+    match path.parent() {
+        Some(parent) => std::fs::create_dir_all(parent).map_err(|e| StoreError::CreateDir {
+            path: parent.to_path_buf(),
+            source: e,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn process_alive(pid: u32) -> bool {
     pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -332,12 +342,7 @@ impl RunStore for DirStore {
 
     fn put(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
         let path = self.file(name)?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::CreateDir {
-                path: parent.to_path_buf(),
-                source: e,
-            })?;
-        }
+        create_parent(&path)?;
         persona_report::write_atomic(&path, bytes).map_err(|e| StoreError::Write {
             path: path.clone(),
             source: e,
@@ -375,12 +380,7 @@ impl RunStore for DirStore {
 
     fn append_lines(&self, name: &str, lines: &[String]) -> Result<(), StoreError> {
         let path = self.file(name)?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::CreateDir {
-                path: parent.to_path_buf(),
-                source: e,
-            })?;
-        }
+        create_parent(&path)?;
         let mut text = String::new();
         for line in lines {
             text.push_str(line);
@@ -396,12 +396,7 @@ impl RunStore for DirStore {
 
     fn create(&self, name: &str) -> Result<Box<dyn ArtifactWriter + '_>, StoreError> {
         let path = self.file(name)?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::CreateDir {
-                path: parent.to_path_buf(),
-                source: e,
-            })?;
-        }
+        create_parent(&path)?;
         let inner = persona_report::AtomicWriter::create(&path).map_err(|e| StoreError::Write {
             path: path.clone(),
             source: e,

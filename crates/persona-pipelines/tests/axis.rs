@@ -33,15 +33,17 @@ fn axis_build_on_the_default_model() {
         tau_samples: 100,
         model_name: "SmolLM2".into(),
     };
-    let r = build_axis(
-        &engine,
-        &inventory,
-        None,
-        &opts,
-        &DirStore::open(dir.path()).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let build = || {
+        build_axis(
+            &engine,
+            &inventory,
+            None,
+            &opts,
+            &DirStore::open(dir.path()).unwrap(),
+            &mut |_, _, _| {},
+        )
+    };
+    let r = build().unwrap();
     // 5 roles × 1 prompt × 2 questions, and the default's first prompt (no system message).
     assert_eq!(r.rollouts, 12);
     assert_eq!(r.kept, 12);
@@ -98,15 +100,7 @@ fn axis_build_on_the_default_model() {
 
     let cache = || std::fs::read_to_string(dir.path().join("answers_cache.jsonl")).unwrap();
     let before = cache();
-    let again = build_axis(
-        &engine,
-        &inventory,
-        None,
-        &opts,
-        &DirStore::open(dir.path()).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let again = build().unwrap();
     assert_eq!(cache(), before, "a rerun regenerated cached rollouts");
     assert_eq!(
         again.layers[15].axis_pc1_cosine,

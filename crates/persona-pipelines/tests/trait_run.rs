@@ -40,15 +40,17 @@ fn trait_extraction_resumes_from_its_caches() {
         filter: None,
         min_kept: 1,
     };
-    let first = extract_trait(
-        &engine,
-        &spec,
-        &judge,
-        &opts,
-        &DirStore::open(dir.path()).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let run = |opts: &TraitExtractOptions| {
+        extract_trait(
+            &engine,
+            &spec,
+            &judge,
+            opts,
+            &DirStore::open(dir.path()).unwrap(),
+            &mut |_, _, _| {},
+        )
+    };
+    let first = run(&opts).unwrap();
     // 2 sides × 1 pair × 2 questions × 2 samples.
     assert_eq!(first.rollouts, 8);
     assert_eq!((first.kept_pos, first.kept_neg), (4, 4));
@@ -69,15 +71,7 @@ fn trait_extraction_resumes_from_its_caches() {
     let lines: Vec<&str> = rollouts.lines().collect();
     let torn = format!("{}\n{}", lines[..6].join("\n"), &lines[6][..10]);
     std::fs::write(dir.path().join("rollouts.jsonl"), torn).unwrap();
-    let second = extract_trait(
-        &engine,
-        &spec,
-        &judge,
-        &opts,
-        &DirStore::open(dir.path()).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let second = run(&opts).unwrap();
     assert_eq!(second.rollouts, 8);
     let v2 = persona_io::LayerVectors::load(&second.vectors.vector_file).unwrap();
     // Per-slot seeds: the regenerated rollouts are the ones an uninterrupted run made.
@@ -92,15 +86,6 @@ fn trait_extraction_resumes_from_its_caches() {
         coherence_min: 50.0,
     });
     opts.min_kept = 1;
-    let e = extract_trait(
-        &engine,
-        &spec,
-        &judge,
-        &opts,
-        &DirStore::open(dir.path()).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let e = run(&opts).unwrap_err().to_string();
     assert!(e.contains("0 positive") && e.contains("--no-filter"), "{e}");
 }

@@ -99,9 +99,7 @@ fn build(g: &Global, a: BuildArgs) -> anyhow::Result<()> {
         persona_pipelines::axis::build_axis(
             &engine,
             &inventory,
-            scorer
-                .as_deref()
-                .map(|s| s as &dyn persona_judges::NumberScorer),
+            crate::judge::as_scorer(&scorer),
             &opts,
             &store,
             progress,

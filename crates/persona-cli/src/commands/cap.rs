@@ -162,9 +162,7 @@ fn eval(g: &Global, a: EvalArgs) -> anyhow::Result<()> {
                 conversations: &conversations,
                 mcq: &mcq,
             },
-            scorer
-                .as_deref()
-                .map(|s| s as &dyn persona_judges::NumberScorer),
+            crate::judge::as_scorer(&scorer),
             &opts,
             &store,
             progress,

@@ -32,15 +32,10 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let spec = a.run.spec()?;
-    let (vector_file, vectors) = a.run.vectors(&spec)?;
+    let vector = a.run.vectors(&spec)?;
     let engine = load_engine(g)?;
     let run_dir = a.run.dir(&spec);
-    let layer = match a.layer {
-        Some(l) => l,
-        None => run_dir
-            .recommended_layer()?
-            .unwrap_or(engine.config().n_layers / 2),
-    };
+    let layer = run_dir.layer_or_recommended(a.layer, engine.config().n_layers)?;
     let judge = a.judge.build(g, &spec)?;
     let cap = a.cap.cap(&engine)?;
     crate::input::record(&engine, run_dir.root())?;
@@ -48,29 +43,22 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         layer,
         questions: a.questions,
         max_shots: a.max_shots,
-        answers: persona_pipelines::answers::AnswerOptions {
-            cap: cap.clone(),
-            ..a.answers.options()
-        },
+        answers: a.answers.capped(cap.clone()),
         resamples: a.resamples,
     };
     let store = crate::input::open_store(&run_dir.monitor(cap.as_ref()))?;
-    let source = persona_pipelines::VectorSource {
-        vectors: &vectors,
-        file: &vector_file,
-    };
     let r = crate::output::with_progress("generate", |progress| {
         persona_pipelines::monitor::monitor(
             &engine,
             &spec,
-            source,
+            vector.source(),
             judge.as_ref(),
             &opts,
             &store,
             progress,
         )
     })
-    .with_context(|| format!("monitoring with {}", vector_file.display()))?;
+    .with_context(|| format!("monitoring with {}", vector.file.display()))?;
     emit(g.format, &r, || {
         let f = |x: Option<f64>| crate::output::num(x, 3);
         let ci = |c: Option<(f64, f64)>| crate::output::interval(c, 3);

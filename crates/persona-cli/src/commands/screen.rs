@@ -76,10 +76,7 @@ fn trait_inputs(a: &Args, n_layers: usize) -> anyhow::Result<Vec<TraitInput>> {
                 }
             };
             let vectors = persona_io::LayerVectors::load(&file)?;
-            let layer = match a.layer {
-                Some(l) => l,
-                None => run_dir.recommended_layer()?.unwrap_or(n_layers / 2),
-            };
+            let layer = run_dir.layer_or_recommended(a.layer, n_layers)?;
             Ok(TraitInput {
                 name,
                 file,

@@ -55,7 +55,7 @@ fn read_questions(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let spec = a.run.spec()?;
-    let (vector_file, vectors) = a.run.vectors(&spec)?;
+    let vector = a.run.vectors(&spec)?;
     let base = load_named(g, a.base.as_deref())?;
     let tuned_path = std::path::Path::new(&a.tuned);
     let tuned = if tuned_path.join("adapter_config.json").is_file() {
@@ -64,12 +64,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         load_named(g, Some(&a.tuned))?
     };
     let run_dir = a.run.dir(&spec);
-    let layer = match a.layer {
-        Some(l) => l,
-        None => run_dir
-            .recommended_layer()?
-            .unwrap_or(base.config().n_layers / 2),
-    };
+    let layer = run_dir.layer_or_recommended(a.layer, base.config().n_layers)?;
     let judge = a.judge.build(g, &spec)?;
     let out = a.out.clone().unwrap_or_else(|| {
         let stem = tuned_path
@@ -88,16 +83,12 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         answers: a.answers.options(),
     };
     let store = crate::input::open_store(&out)?;
-    let source = persona_pipelines::VectorSource {
-        vectors: &vectors,
-        file: &vector_file,
-    };
     let r = crate::output::with_progress("base answers", |progress| {
         persona_pipelines::shift::measure_shift(
             &base,
             &tuned,
             &spec,
-            source,
+            vector.source(),
             judge.as_ref(),
             &opts,
             &store,

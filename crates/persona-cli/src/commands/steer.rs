@@ -39,7 +39,7 @@ pub struct Args {
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
     let spec = a.run.spec()?;
-    let (vector_file, vectors) = a.run.vectors(&spec)?;
+    let vector = a.run.vectors(&spec)?;
     let engine = load_engine(g)?;
     let n = engine.config().n_layers;
     let layers = if a.layers.is_empty() {
@@ -56,34 +56,27 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         alphas: a.alphas.clone(),
         samples: a.samples,
         questions: a.questions,
-        answers: persona_pipelines::answers::AnswerOptions {
-            cap: cap.clone(),
-            ..a.answers.options()
-        },
+        answers: a.answers.capped(cap.clone()),
         coherence_min: a.coherence_min,
     };
     let store = crate::input::open_store(&run_dir.steer(cap.as_ref()))?;
-    let source = persona_pipelines::VectorSource {
-        vectors: &vectors,
-        file: &vector_file,
-    };
     let r = crate::output::with_progress("generate", |progress| {
         persona_pipelines::steer::steer_sweep(
             &engine,
             &spec,
-            source,
+            vector.source(),
             judge.as_ref(),
             &opts,
             &store,
             progress,
         )
     })
-    .with_context(|| format!("steering with {}", vector_file.display()))?;
+    .with_context(|| format!("steering with {}", vector.file.display()))?;
     emit(g.format, &r, || {
         println!(
             "{} steered along {} (judge {}{})",
             spec.name,
-            vector_file.display(),
+            vector.file.display(),
             r.judge,
             if r.coherence_scored {
                 ""
