@@ -197,7 +197,12 @@ impl Intervention {
         span: Span,
     ) -> Result<Self, EngineError> {
         check_finite_scalar("the steering α", alpha)?;
-        Ok(Self::add(site, finite_tensor(values, "steering")?, alpha, span))
+        Ok(Self::add(
+            site,
+            finite_tensor(values, "steering")?,
+            alpha,
+            span,
+        ))
     }
 
     /// A floor (`ceiling = false`) or ceiling at τ along `direction`, from plain values.

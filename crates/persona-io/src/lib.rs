@@ -10,10 +10,12 @@ mod conversations;
 mod import;
 mod jsonl;
 mod torch;
+#[cfg(test)]
+mod torch_save;
 
 pub use control_vector::{write_control_vector, ControlVectorOptions};
 pub use conversations::{read_conversations, ConversationReader, DatasetError, DatasetRecord};
-pub use import::{import_vectors, Imported, PtLayout};
+pub use import::{import_vectors, Imported, LayoutSource, ModelShape, PtLayout};
 pub use jsonl::read_log;
 pub use torch::read_pt_matrix;
 
@@ -59,6 +61,11 @@ pub struct LayerVectors {
 }
 
 impl LayerVectors {
+    /// The vectors' common length (0 when there are none).
+    pub fn width(&self) -> usize {
+        self.layers.values().next().map_or(0, Vec::len)
+    }
+
     pub fn get(&self, layer: usize, path: &Path) -> Result<&[f32], IoError> {
         self.layers
             .get(&layer)
@@ -192,6 +199,19 @@ impl LayerVectors {
         std::fs::write(&tmp, bytes).map_err(|e| wr(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| wr(e.to_string()))
     }
+}
+
+/// Whether the file at `path` begins with `magic` (false for a shorter file).
+fn starts_with(path: &Path, magic: &[u8]) -> Result<bool, IoError> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(magic.len());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(magic.len() as u64).read_to_end(&mut head))
+        .map_err(|e| IoError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    Ok(head == magic)
 }
 
 fn to_f32_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {

@@ -84,6 +84,12 @@ pub fn read_pt_matrix(path: &Path, key: Option<&str>) -> Result<Vec<Vec<f32>>, I
     std::io::copy(&mut entry.by_ref().take(skip), &mut std::io::sink())
         .map_err(|e| bad(path, e.to_string()))?;
     let (rows, cols) = (dims[0], dims[1]);
+    if rows == 0 || cols == 0 {
+        return Err(bad(
+            path,
+            format!("the saved tensor is empty (shape {dims:?})"),
+        ));
+    }
     let mut bytes = vec![0u8; rows * cols * size];
     entry
         .read_exact(&mut bytes)

@@ -1,0 +1,105 @@
+//! The `persona` binary fed bad files and flags at its file boundary (import, export, convert,
+//! vector files, model files, datasets): every one is refused with a message naming the thing
+//! and the fix, exits non-zero and never panics. Tests that need a model use the default one
+//! from `persona setup`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn persona_in(home: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persona"));
+    cmd.args(args).env("RAYON_NUM_THREADS", "1");
+    if let Some(home) = home {
+        cmd.env("PERSONA_HOME", home);
+    }
+    cmd.output().expect("the persona binary runs")
+}
+
+fn persona(args: &[&str]) -> Output {
+    persona_in(None, args)
+}
+
+fn succeeds(out: Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "persona {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error of a failed run; it must contain every needle and no panic.
+fn error_of(out: Output, args: &[&str], needles: &[&str]) -> String {
+    assert!(!out.status.success(), "persona {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "persona {args:?}: error lacks `{n}`: {err}"
+        );
+    }
+    assert!(
+        !err.contains("panicked"),
+        "persona {args:?} panicked: {err}"
+    );
+    err
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) -> String {
+    error_of(persona(args), args, needles)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../persona-io/tests/data")
+        .join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn import_of_a_pt_file_needs_no_model() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty home: no model could be loaded, so the import must not try.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = dir.path().join("axis.safetensors");
+    let pt = fixture("bare_f32_4x3.pt");
+    let args = ["import", s(&pt), "--out", s(&out), "--format", "json"];
+    let json: serde_json::Value =
+        serde_json::from_str(&succeeds(persona_in(Some(&home), &args), &args)).unwrap();
+    assert_eq!(json["rows"], 4);
+    assert_eq!(json["d"], 3);
+    assert_eq!(json["layout"], "assistant-axis");
+    assert_eq!(json["layout_from"], "row-count");
+    let v = persona_io::LayerVectors::load(&out).unwrap();
+    assert_eq!(v.layers.len(), 4);
+    assert_eq!(v.metadata["persona.source_shape"], "[4, 3]");
+    // With the layout given, the same rows are hidden states: rows 1..2 are layers 0..1.
+    let pv = dir.path().join("pv.safetensors");
+    let args = [
+        "import",
+        s(&pt),
+        "--layout",
+        "persona-vectors",
+        "--out",
+        s(&pv),
+    ];
+    let text = succeeds(persona_in(Some(&home), &args), &args);
+    assert!(text.contains("2 layers of 3 dimensions"), "{text}");
+    // Checked against a model only when one is named.
+    fails_with(
+        &[
+            "import",
+            s(&pt),
+            "--model",
+            "smollm2-135m",
+            "--out",
+            s(&dir.path().join("never.safetensors")),
+        ],
+        &["bare_f32_4x3.pt", "another model"],
+    );
+    assert!(!dir.path().join("never.safetensors").exists());
+}
