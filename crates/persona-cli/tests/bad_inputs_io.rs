@@ -103,3 +103,37 @@ fn import_of_a_pt_file_needs_no_model() {
     );
     assert!(!dir.path().join("never.safetensors").exists());
 }
+
+/// A safetensors file written by hand: one f32 tensor per `(name, shape, values)`.
+fn safetensors_file(path: &Path, tensors: &[(&str, &[usize], &[f32])]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        for v in *values {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn non_finite_vectors_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nan = dir.path().join("nan.safetensors");
+    safetensors_file(&nan, &[("layer.3", &[2], &[0.5, f32::NAN])]);
+    let out = dir.path().join("nan.gguf");
+    let e = fails_with(
+        &["export", s(&nan), "--out", s(&out)],
+        &["nan.safetensors", "layer 3", "NaN", "non-finite"],
+    );
+    assert!(!out.exists(), "{e}");
+}

@@ -296,17 +296,7 @@ mod tests {
                 .map(|i| ((i % 251) as f32 - 125.0) / 64.0)
                 .collect();
             let path = dir.path().join("assistant_axis.pt");
-            torch_save(
-                &path,
-                &Saved {
-                    rows,
-                    cols,
-                    storage: Storage::BF16,
-                    values: &values,
-                    dict_key: None,
-                    serialization_id: "1572819951185464302603421843949146175022",
-                },
-            );
+            torch_save(&path, &Saved::new(rows, cols, Storage::BF16, &values));
             let i = import_vectors(&path, None, None).unwrap();
             assert_eq!((i.rows, i.d), (rows, cols));
             assert_eq!(i.layout, Some(PtLayout::AssistantAxis));
@@ -340,17 +330,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evil_response_avg_diff.pt");
         let values: Vec<f32> = (0..29 * 8).map(|i| i as f32).collect();
-        torch_save(
-            &path,
-            &Saved {
-                rows: 29,
-                cols: 8,
-                storage: Storage::F32,
-                values: &values,
-                dict_key: None,
-                serialization_id: "1",
-            },
-        );
+        torch_save(&path, &Saved::new(29, 8, Storage::F32, &values));
         let i = import_vectors(&path, None, None).unwrap();
         assert_eq!(i.layout, Some(PtLayout::PersonaVectors));
         assert_eq!(i.vectors.layers.len(), 27);

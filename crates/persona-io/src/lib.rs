@@ -9,6 +9,7 @@ mod control_vector;
 mod conversations;
 mod import;
 mod jsonl;
+mod pickle_budget;
 mod torch;
 #[cfg(test)]
 mod torch_save;
@@ -128,7 +129,7 @@ impl LayerVectors {
                 "no `layer.<l>` or `vectors` tensors (is this a model file rather than a vector file?)".into(),
             ));
         }
-        check_same_width(&layers).map_err(bad)?;
+        check_layers(&layers).map_err(bad)?;
         Ok(LayerVectors { layers, metadata })
     }
 
@@ -167,7 +168,7 @@ impl LayerVectors {
                 "a GGUF without `direction.<N>` tensors is not a control vector".into(),
             ));
         }
-        check_same_width(&layers).map_err(bad)?;
+        check_layers(&layers).map_err(bad)?;
         let metadata = content
             .metadata
             .iter()
@@ -185,6 +186,7 @@ impl LayerVectors {
             path: path.to_path_buf(),
             message,
         };
+        check_layers(&self.layers).map_err(wr)?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (l, v) in &self.layers {
             let t = Tensor::from_slice(v, v.len(), &Device::Cpu).map_err(|e| wr(e.to_string()))?;
@@ -218,11 +220,20 @@ fn to_f32_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()
 }
 
-fn check_same_width(layers: &BTreeMap<usize, Vec<f32>>) -> Result<(), String> {
+/// Vectors persona can use: one non-zero width, finite numbers only.
+fn check_layers(layers: &BTreeMap<usize, Vec<f32>>) -> Result<(), String> {
     let mut widths = layers.values().map(|v| v.len());
     let first = widths.next().unwrap_or(0);
     if first == 0 || widths.any(|w| w != first) {
         return Err("the layer vectors do not all have the same, non-zero length".into());
+    }
+    for (l, v) in layers {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(format!(
+                "layer {l} holds {} at index {i}; persona refuses non-finite vectors (was the file written from a diverged run?)",
+                v[i]
+            ));
+        }
     }
     Ok(())
 }
@@ -266,6 +277,48 @@ mod tests {
         let v = LayerVectors::load(&path).unwrap();
         assert_eq!(v.layers.get(&4), Some(&vec![0.25, -1.0]));
         assert_eq!(v.metadata["general.architecture"], "controlvector");
+    }
+
+    #[test]
+    fn non_finite_vectors_are_refused_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let st = dir.path().join("nan.safetensors");
+            let mut v = LayerVectors::default();
+            v.layers.insert(0, vec![1.0, 2.0]);
+            v.layers.insert(2, vec![0.0, bad]);
+            // Neither writer writes them ...
+            let e = v.save(&st).unwrap_err().to_string();
+            assert!(e.contains("layer 2") && e.contains("non-finite"), "{e}");
+            let opts = ControlVectorOptions {
+                model_hint: "llama".into(),
+                scale: 1.0,
+                layers: None,
+            };
+            let gguf = dir.path().join("nan.gguf");
+            let e = write_control_vector(&v, &opts, &gguf)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("non-finite"), "{e}");
+            // ... and files other tools wrote are refused on reading.
+            let t = Tensor::new(&[0.0f32, bad], &Device::Cpu).unwrap();
+            let tensors = [("layer.2", t.clone())];
+            std::fs::write(&st, safetensors::serialize(tensors, None).unwrap()).unwrap();
+            let e = LayerVectors::load(&st).unwrap_err().to_string();
+            assert!(
+                e.contains("nan.safetensors") && e.contains("layer 2") && e.contains("index 1"),
+                "{e}"
+            );
+            let q = candle_core::quantized::QTensor::quantize(
+                &t,
+                candle_core::quantized::GgmlDType::F32,
+            )
+            .unwrap();
+            let mut f = std::fs::File::create(&gguf).unwrap();
+            gguf_file::write(&mut f, &[], &[("direction.2", &q)]).unwrap();
+            let e = LayerVectors::load(&gguf).unwrap_err().to_string();
+            assert!(e.contains("nan.gguf") && e.contains("non-finite"), "{e}");
+        }
     }
 
     #[test]

@@ -38,6 +38,9 @@ impl Storage {
 pub(crate) struct Saved<'a> {
     pub rows: usize,
     pub cols: usize,
+    /// The storage's element count the pickle declares: torch writes `values.len()`; tests
+    /// of corrupt files write something else.
+    pub storage_len: usize,
     pub storage: Storage,
     pub values: &'a [f32],
     pub dict_key: Option<&'a str>,
@@ -45,9 +48,23 @@ pub(crate) struct Saved<'a> {
     pub serialization_id: &'a str,
 }
 
+impl<'a> Saved<'a> {
+    /// A bare `[rows, cols]` tensor holding `values`.
+    pub fn new(rows: usize, cols: usize, storage: Storage, values: &'a [f32]) -> Self {
+        Saved {
+            rows,
+            cols,
+            storage_len: values.len(),
+            storage,
+            values,
+            dict_key: None,
+            serialization_id: "1572819951185464302603421843949146175022",
+        }
+    }
+}
+
 /// Writes `saved` to `path` as `torch.save(t, path)` (or `torch.save({key: t}, path)`) does.
 pub(crate) fn torch_save(path: &Path, saved: &Saved) {
-    assert_eq!(saved.values.len(), saved.rows * saved.cols);
     let archive = path.file_stem().unwrap().to_str().unwrap();
     let mut data = Vec::new();
     for &x in saved.values {
@@ -84,7 +101,7 @@ fn pickle(saved: &Saved) -> Vec<u8> {
     p.global("torch", saved.storage.class());
     p.unicode("0");
     p.unicode("cpu");
-    p.int(saved.rows * saved.cols);
+    p.int(saved.storage_len);
     p.out.push(b't');
     p.memoize();
     p.out.push(b'Q');
@@ -146,10 +163,20 @@ impl Pickle {
         } else if let Ok(w) = u16::try_from(n) {
             self.out.push(b'M');
             self.out.extend_from_slice(&w.to_le_bytes());
-        } else {
+        } else if let Ok(i) = i32::try_from(n) {
             self.out.push(b'J');
-            self.out
-                .extend_from_slice(&i32::try_from(n).unwrap().to_le_bytes());
+            self.out.extend_from_slice(&i.to_le_bytes());
+        } else {
+            // LONG1: the shortest little-endian two's complement.
+            let mut bytes = n.to_le_bytes().to_vec();
+            while bytes.last() == Some(&0) {
+                bytes.pop();
+            }
+            if bytes.last().is_some_and(|b| b & 0x80 != 0) {
+                bytes.push(0);
+            }
+            self.out.extend_from_slice(&[0x8a, bytes.len() as u8]);
+            self.out.extend_from_slice(&bytes);
         }
     }
 
@@ -268,12 +295,9 @@ mod tests {
             torch_save(
                 &ours,
                 &Saved {
-                    rows: 4,
-                    cols: 3,
-                    storage,
-                    values: &values,
                     dict_key,
                     serialization_id: &id,
+                    ..Saved::new(4, 3, storage, &values)
                 },
             );
             assert!(
