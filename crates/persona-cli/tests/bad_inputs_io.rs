@@ -137,3 +137,28 @@ fn non_finite_vectors_are_refused_naming_the_file() {
     );
     assert!(!out.exists(), "{e}");
 }
+
+#[test]
+fn generation_settings_out_of_range_are_refused_before_generating() {
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["--max-tokens", "18446744073709551615"],
+            &[
+                "max_tokens 18446744073709551615",
+                "context of 8192 tokens",
+                "at most",
+            ],
+        ),
+        (&["--max-tokens", "0"], &["max_tokens is 0"]),
+        (&["--temperature", "NaN"], &["temperature NaN"]),
+        (&["--temperature=-1"], &["temperature -1"]),
+        (&["--top-p", "2"], &["top_p 2 is outside (0, 1]"]),
+        (&["--top-p", "0"], &["top_p 0 is outside (0, 1]"]),
+        (&["--steer-span", "50..10"], &["`50..10` is empty"]),
+    ];
+    for (flags, needles) in cases {
+        let mut args = vec!["generate", "--user", "hi"];
+        args.extend_from_slice(flags);
+        fails_with(&args, needles);
+    }
+}
