@@ -102,22 +102,14 @@ fn out_of_range_and_non_finite_numbers_are_refused() {
         d,
         &["layer 99", "layers 0..30"],
     );
-    // A NaN vector file is refused by the engine, naming where the bad value sits.
+    // A NaN vector never reaches a file (reading one is refused too: persona-io's tests).
     let mut nan = persona_io::LayerVectors::load(Path::new(v)).unwrap();
     nan.layers.get_mut(&10).unwrap()[3] = f32::NAN;
-    let nan_file = d.join("nan.safetensors");
-    nan.save(&nan_file).unwrap();
-    fails_with(
-        &[
-            "generate",
-            "--user",
-            "hi",
-            "--steer",
-            &format!("{}:10:1", nan_file.display()),
-        ],
-        d,
-        &["non-finite", "index 3"],
-    );
+    let e = nan
+        .save(&d.join("nan.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layer 10") && e.contains("index 3"), "{e}");
     let steer = |extra: &[&str]| {
         let mut args = vec![
             "steer",

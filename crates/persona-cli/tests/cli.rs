@@ -313,8 +313,10 @@ fn extract_then_export_a_control_vector() {
         &[
             "import",
             fixture.to_str().unwrap(),
+            "--model",
+            "smollm2-135m",
             "--out",
-            imported.to_str().unwrap(),
+            dir.path().join("from_pt.safetensors").to_str().unwrap(),
         ],
         &["bare_f32_4x3.pt", "another model"],
     );

@@ -48,6 +48,7 @@ impl Engine {
         req: &GenerateRequest,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Generation>> {
+        req.sampling.validate()?;
         if !req.seeds.is_empty() && req.seeds.len() != req.prompts.len() {
             return Err(EngineError::InvalidRequest(format!(
                 "{} seeds for {} prompts; give one per prompt or none",
@@ -85,13 +86,21 @@ impl Engine {
         let b = batch.len();
         let lens: Vec<usize> = batch.iter().map(|&i| req.prompts[i].len()).collect();
         let t = *lens.iter().max().expect("non-empty batch");
-        let max_total = t + p.max_tokens;
-        if max_total > c.context_length {
+        // The prompt and at least one new token must fit.
+        if t >= c.context_length {
             return Err(EngineError::ContextOverflow {
-                len: max_total,
+                len: t + 1,
                 max: c.context_length,
             });
         }
+        let room = c.context_length - t;
+        if p.max_tokens > room {
+            return Err(EngineError::InvalidRequest(format!(
+                "max_tokens {} after a {t}-token prompt exceeds the model's context of {} tokens; ask for at most {room}",
+                p.max_tokens, c.context_length
+            )));
+        }
+        let max_total = t + p.max_tokens;
         let stop_ids: Vec<u32> = if p.stop_ids.is_empty() {
             self.tokenizer().eos_ids()
         } else {

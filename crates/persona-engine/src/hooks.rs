@@ -146,10 +146,14 @@ impl FromStr for Span {
                         EngineError::InvalidRequest(format!("bad span bound `{x}` in `{other}`"))
                     })
                 };
-                Span::Range {
-                    start: parse(a)?,
-                    end: parse(b)?,
+                let (start, end) = (parse(a)?, parse(b)?);
+                if start >= end {
+                    return Err(EngineError::InvalidRequest(format!(
+                        "span `{other}` is empty: START..END covers positions START to END − 1, so END must be greater than START (e.g. {start}..{})",
+                        start.saturating_add(1)
+                    )));
                 }
+                Span::Range { start, end }
             }
         })
     }
@@ -250,7 +254,7 @@ impl Intervention {
     }
 }
 
-fn check_finite_scalar(what: &str, x: f32) -> Result<(), EngineError> {
+pub(crate) fn check_finite_scalar(what: &str, x: f32) -> Result<(), EngineError> {
     if x.is_finite() {
         return Ok(());
     }
@@ -329,5 +333,25 @@ pub struct SequenceCaptures {
 impl SequenceCaptures {
     pub fn get(&self, site: HookSite) -> Option<&SiteCapture> {
         self.sites.iter().find(|(s, _)| *s == site).map(|(_, c)| c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_and_empty_ranges_are_refused() {
+        assert!(matches!(
+            "3..7".parse::<Span>(),
+            Ok(Span::Range { start: 3, end: 7 })
+        ));
+        assert!(matches!("generated".parse::<Span>(), Ok(Span::Generated)));
+        for bad in ["50..10", "5..5"] {
+            let e = bad.parse::<Span>().unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("empty"), "{e}");
+        }
+        let e = "1..x".parse::<Span>().unwrap_err().to_string();
+        assert!(e.contains("`x`"), "{e}");
     }
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::hooks::{HookPoint, HookSite, Intervention, InterventionKind, Span};
+use crate::hooks::{
+    check_finite_scalar, HookPoint, HookSite, Intervention, InterventionKind, Span,
+};
 use crate::model::Layout;
 
 enum Prepared {
@@ -77,7 +79,7 @@ fn unit_column(v: &Tensor, d: usize, what: &str, device: &Device) -> Result<Tens
     let norm = v.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
     if norm == 0.0 || !norm.is_finite() {
         return Err(EngineError::InvalidRequest(format!(
-            "the direction for {what} has norm {norm}; a cap or ablation needs a non-zero vector"
+            "the direction for {what} has norm {norm}; a cap or ablation needs a finite, non-zero vector"
         )));
     }
     Ok((v / norm as f64)?.reshape((d, 1))?)
@@ -108,17 +110,32 @@ impl HookPlan {
             mark(iv.site, &mut touched)?;
             let what = format!("the intervention at {}", iv.site);
             let op = match &iv.kind {
-                InterventionKind::Add { vector, alpha } => Prepared::Add {
-                    delta: (check_vector(vector, d, &what)?.to_device(device)? * *alpha as f64)?,
-                },
-                InterventionKind::CapFloor { direction, tau } => Prepared::CapFloor {
-                    u: unit_column(direction, d, &what, device)?,
-                    tau: *tau,
-                },
-                InterventionKind::CapCeiling { direction, tau } => Prepared::CapCeiling {
-                    u: unit_column(direction, d, &what, device)?,
-                    tau: *tau,
-                },
+                InterventionKind::Add { vector, alpha } => {
+                    check_finite_scalar(&format!("the α of {what}"), *alpha)?;
+                    let delta =
+                        (check_vector(vector, d, &what)?.to_device(device)? * *alpha as f64)?;
+                    let values = delta.to_device(&Device::Cpu)?.to_vec1::<f32>()?;
+                    if values.iter().any(|x| !x.is_finite()) {
+                        return Err(EngineError::InvalidRequest(format!(
+                            "α·v for {what} is not finite: the vector holds NaN or infinite values, or α = {alpha} is too large"
+                        )));
+                    }
+                    Prepared::Add { delta }
+                }
+                InterventionKind::CapFloor { direction, tau } => {
+                    check_finite_scalar(&format!("the cap threshold τ of {what}"), *tau)?;
+                    Prepared::CapFloor {
+                        u: unit_column(direction, d, &what, device)?,
+                        tau: *tau,
+                    }
+                }
+                InterventionKind::CapCeiling { direction, tau } => {
+                    check_finite_scalar(&format!("the cap threshold τ of {what}"), *tau)?;
+                    Prepared::CapCeiling {
+                        u: unit_column(direction, d, &what, device)?,
+                        tau: *tau,
+                    }
+                }
                 InterventionKind::Ablate { direction } => Prepared::Ablate {
                     u: unit_column(direction, d, &what, device)?,
                 },
@@ -274,6 +291,72 @@ mod tests {
             kind,
             span,
             sequences: None,
+        }
+    }
+
+    /// Interventions built directly (not through the checked constructors) still cannot
+    /// carry a non-finite α or τ, or overflow.
+    #[test]
+    fn non_finite_numbers_are_refused_when_the_plan_is_made() {
+        let v = Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let nan_v = Tensor::new(&[1.0f32, f32::NAN], &Device::Cpu).unwrap();
+        let cases = [
+            (
+                InterventionKind::Add {
+                    vector: v.clone(),
+                    alpha: f32::NAN,
+                },
+                "the α of",
+            ),
+            (
+                InterventionKind::Add {
+                    vector: v.clone(),
+                    alpha: f32::INFINITY,
+                },
+                "inf: give a finite number",
+            ),
+            (
+                InterventionKind::Add {
+                    vector: v.clone(),
+                    alpha: 3e38,
+                },
+                "too large",
+            ),
+            (
+                InterventionKind::Add {
+                    vector: nan_v.clone(),
+                    alpha: 1.0,
+                },
+                "NaN or infinite",
+            ),
+            (
+                InterventionKind::CapFloor {
+                    direction: v.clone(),
+                    tau: f32::NAN,
+                },
+                "cap threshold τ",
+            ),
+            (
+                InterventionKind::CapCeiling {
+                    direction: v.clone(),
+                    tau: f32::NEG_INFINITY,
+                },
+                "cap threshold τ",
+            ),
+            (
+                InterventionKind::Ablate { direction: nan_v },
+                "finite, non-zero",
+            ),
+        ];
+        for (kind, needle) in cases {
+            let e = HookPlan::new(&[iv(kind, Span::All)], &[], 1, 2, &Device::Cpu)
+                .err()
+                .unwrap_or_else(|| panic!("{needle}: accepted"))
+                .to_string();
+            assert!(
+                e.contains(needle) && e.contains("blocks.0.resid_post"),
+                "{e}"
+            );
         }
     }
 

@@ -31,6 +31,30 @@ impl Default for SamplingParams {
     }
 }
 
+impl SamplingParams {
+    /// Refuses settings that would sample something other than what was asked: a temperature
+    /// that is not a number ≥ 0, a nucleus outside (0, 1], no tokens to generate.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(crate::EngineError::InvalidRequest(m));
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad(format!(
+                "temperature {} is not a number ≥ 0 (0 is greedy)",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!(
+                "top_p {} is outside (0, 1] (1 keeps every token)",
+                self.top_p
+            ));
+        }
+        if self.max_tokens == 0 {
+            return bad("max_tokens is 0; ask for at least 1 new token".into());
+        }
+        Ok(())
+    }
+}
+
 /// One generator per sequence, so a sequence's sample does not depend on its batch mates.
 pub(crate) struct Sampler {
     rng: rand::rngs::StdRng,
@@ -129,6 +153,31 @@ pub(crate) fn top_k(xs: &[f32], k: usize) -> Vec<(u32, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_that_sample_something_else_are_refused() {
+        let ok = SamplingParams::default();
+        ok.validate().unwrap();
+        let cases = [
+            (f32::NAN, 1.0, 8, "temperature NaN"),
+            (-1.0, 1.0, 8, "temperature -1"),
+            (f32::INFINITY, 1.0, 8, "temperature inf"),
+            (0.7, 0.0, 8, "top_p 0 is outside (0, 1]"),
+            (0.7, 2.0, 8, "top_p 2 is outside"),
+            (0.7, f32::NAN, 8, "top_p NaN"),
+            (0.7, 1.0, 0, "max_tokens is 0"),
+        ];
+        for (temperature, top_p, max_tokens, needle) in cases {
+            let p = SamplingParams {
+                temperature,
+                top_p,
+                max_tokens,
+                ..ok.clone()
+            };
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+    }
 
     #[test]
     fn argmax_prefers_lowest_id_on_ties() {

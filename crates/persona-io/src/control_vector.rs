@@ -44,11 +44,31 @@ pub fn write_control_vector(
             "no layer to write: llama.cpp control vectors cannot hold layer 0, and the chosen range selects no other layer".into(),
         ));
     }
+    let scaled: std::collections::BTreeMap<usize, Vec<f32>> = layers
+        .iter()
+        .map(|&l| {
+            (
+                l,
+                vectors.layers[&l].iter().map(|x| x * opts.scale).collect(),
+            )
+        })
+        .collect();
+    if !opts.scale.is_finite() {
+        return Err(wr(format!(
+            "the scale {} is not a finite number",
+            opts.scale
+        )));
+    }
+    crate::check_layers(&vectors.layers).map_err(&wr)?;
+    if crate::check_layers(&scaled).is_err() {
+        return Err(wr(format!(
+            "scaling by {} overflows 32-bit floats; use a smaller --scale",
+            opts.scale
+        )));
+    }
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    for &l in &layers {
-        let v: Vec<f32> = vectors.layers[&l].iter().map(|x| x * opts.scale).collect();
-        let t =
-            Tensor::from_vec(v.clone(), v.len(), &Device::Cpu).map_err(|e| wr(e.to_string()))?;
+    for (&l, v) in &scaled {
+        let t = Tensor::from_slice(v, v.len(), &Device::Cpu).map_err(|e| wr(e.to_string()))?;
         let q = QTensor::quantize(&t, GgmlDType::F32).map_err(|e| wr(e.to_string()))?;
         tensors.push((format!("direction.{l}"), q));
     }

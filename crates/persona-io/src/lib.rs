@@ -9,11 +9,14 @@ mod control_vector;
 mod conversations;
 mod import;
 mod jsonl;
+mod pickle_budget;
 mod torch;
+#[cfg(test)]
+mod torch_save;
 
 pub use control_vector::{write_control_vector, ControlVectorOptions};
 pub use conversations::{read_conversations, ConversationReader, DatasetError, DatasetRecord};
-pub use import::{import_vectors, Imported, PtLayout};
+pub use import::{import_vectors, Imported, LayoutSource, ModelShape, PtLayout};
 pub use jsonl::read_log;
 pub use torch::read_pt_matrix;
 
@@ -59,6 +62,11 @@ pub struct LayerVectors {
 }
 
 impl LayerVectors {
+    /// The vectors' common length (0 when there are none).
+    pub fn width(&self) -> usize {
+        self.layers.values().next().map_or(0, Vec::len)
+    }
+
     pub fn get(&self, layer: usize, path: &Path) -> Result<&[f32], IoError> {
         self.layers
             .get(&layer)
@@ -123,7 +131,7 @@ impl LayerVectors {
                 "no `layer.<l>` or `vectors` tensors (is this a model file rather than a vector file?)".into(),
             ));
         }
-        check_same_width(&layers).map_err(bad)?;
+        check_layers(&layers).map_err(bad)?;
         Ok(LayerVectors { layers, metadata })
     }
 
@@ -162,7 +170,7 @@ impl LayerVectors {
                 "a GGUF without `direction.<N>` tensors is not a control vector".into(),
             ));
         }
-        check_same_width(&layers).map_err(bad)?;
+        check_layers(&layers).map_err(bad)?;
         let metadata = content
             .metadata
             .iter()
@@ -176,6 +184,7 @@ impl LayerVectors {
 
     /// The safetensors bytes of `layer.{l}` tensors and the metadata, for a store to write.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, String> {
+        check_layers(&self.layers)?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (l, v) in &self.layers {
             let t = Tensor::from_slice(v, v.len(), &Device::Cpu).map_err(|e| e.to_string())?;
@@ -200,15 +209,37 @@ impl LayerVectors {
     }
 }
 
+/// Whether the file at `path` begins with `magic` (false for a shorter file).
+fn starts_with(path: &Path, magic: &[u8]) -> Result<bool, IoError> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(magic.len());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(magic.len() as u64).read_to_end(&mut head))
+        .map_err(|e| IoError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    Ok(head == magic)
+}
+
 fn to_f32_rows(t: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()
 }
 
-fn check_same_width(layers: &BTreeMap<usize, Vec<f32>>) -> Result<(), String> {
+/// Vectors persona can use: one non-zero width, finite numbers only.
+fn check_layers(layers: &BTreeMap<usize, Vec<f32>>) -> Result<(), String> {
     let mut widths = layers.values().map(|v| v.len());
     let first = widths.next().unwrap_or(0);
     if first == 0 || widths.any(|w| w != first) {
         return Err("the layer vectors do not all have the same, non-zero length".into());
+    }
+    for (l, v) in layers {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(format!(
+                "layer {l} holds {} at index {i}; persona refuses non-finite vectors (was the file written from a diverged run?)",
+                v[i]
+            ));
+        }
     }
     Ok(())
 }
@@ -252,6 +283,48 @@ mod tests {
         let v = LayerVectors::load(&path).unwrap();
         assert_eq!(v.layers.get(&4), Some(&vec![0.25, -1.0]));
         assert_eq!(v.metadata["general.architecture"], "controlvector");
+    }
+
+    #[test]
+    fn non_finite_vectors_are_refused_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let st = dir.path().join("nan.safetensors");
+            let mut v = LayerVectors::default();
+            v.layers.insert(0, vec![1.0, 2.0]);
+            v.layers.insert(2, vec![0.0, bad]);
+            // Neither writer writes them ...
+            let e = v.save(&st).unwrap_err().to_string();
+            assert!(e.contains("layer 2") && e.contains("non-finite"), "{e}");
+            let opts = ControlVectorOptions {
+                model_hint: "llama".into(),
+                scale: 1.0,
+                layers: None,
+            };
+            let gguf = dir.path().join("nan.gguf");
+            let e = write_control_vector(&v, &opts, &gguf)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("non-finite"), "{e}");
+            // ... and files other tools wrote are refused on reading.
+            let t = Tensor::new(&[0.0f32, bad], &Device::Cpu).unwrap();
+            let tensors = [("layer.2", t.clone())];
+            std::fs::write(&st, safetensors::serialize(tensors, None).unwrap()).unwrap();
+            let e = LayerVectors::load(&st).unwrap_err().to_string();
+            assert!(
+                e.contains("nan.safetensors") && e.contains("layer 2") && e.contains("index 1"),
+                "{e}"
+            );
+            let q = candle_core::quantized::QTensor::quantize(
+                &t,
+                candle_core::quantized::GgmlDType::F32,
+            )
+            .unwrap();
+            let mut f = std::fs::File::create(&gguf).unwrap();
+            gguf_file::write(&mut f, &[], &[("direction.2", &q)]).unwrap();
+            let e = LayerVectors::load(&gguf).unwrap_err().to_string();
+            assert!(e.contains("nan.gguf") && e.contains("non-finite"), "{e}");
+        }
     }
 
     #[test]

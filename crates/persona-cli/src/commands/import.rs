@@ -30,30 +30,25 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             format!("unknown --layout `{s}`: use persona-vectors or assistant-axis")
         })?),
     };
-    // The model decides how rows map to layers and checks the width.
-    let engine = load_engine(g)?;
-    let c = engine.config();
-    let mut imported = persona_io::import_vectors(&a.file, c.n_layers, c.d_model, layout)?;
+    // Converting needs no model; a model named with --model checks the file fits it.
+    let model = match &g.model {
+        Some(_) => {
+            let c = load_engine(g)?.config().clone();
+            Some(persona_io::ModelShape {
+                n_layers: c.n_layers,
+                d_model: c.d_model,
+            })
+        }
+        None => None,
+    };
+    let mut imported = persona_io::import_vectors(&a.file, model, layout)?;
     let name = a.name.clone().unwrap_or_else(|| {
         a.file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "imported".into())
     });
-    let kind = if imported.source_format == "assistant-axis" {
-        "axis"
-    } else {
-        "trait"
-    };
-    let meta = &mut imported.vectors.metadata;
-    meta.insert("persona.kind".into(), kind.into());
-    meta.insert("persona.name".into(), name);
-    meta.insert("persona.hook_point".into(), "resid_post".into());
-    meta.insert(
-        "persona.method".into(),
-        format!("imported from {}", imported.source_format),
-    );
-    meta.insert("persona.source".into(), a.file.display().to_string());
+    imported.record_provenance(&name, &a.file);
     imported.vectors.save(&a.out)?;
     let layers: Vec<usize> = imported.vectors.layers.keys().copied().collect();
     emit(
@@ -62,18 +57,34 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
             "out": a.out,
             "layers": layers,
             "source_format": imported.source_format,
+            "rows": imported.rows,
+            "d": imported.d,
+            "layout": imported.layout,
+            "layout_from": imported.layout_from,
             "dropped": imported.dropped,
         }),
-        || {
-            println!(
-                "wrote {} ({} layers from a {} file)",
-                a.out.display(),
-                layers.len(),
-                imported.source_format
-            );
-            for d in &imported.dropped {
-                println!("  left out {d}");
-            }
-        },
+        || print_summary(&a.out, &imported),
     )
+}
+
+fn print_summary(out: &std::path::Path, imported: &persona_io::Imported) {
+    println!(
+        "wrote {} ({} layers of {} dimensions; source: {}, {} rows)",
+        out.display(),
+        imported.vectors.layers.len(),
+        imported.d,
+        imported.source_format,
+        imported.rows
+    );
+    if let (Some(layout), Some(persona_io::LayoutSource::RowCount)) =
+        (imported.layout, imported.layout_from)
+    {
+        println!(
+                "  the row layout ({}) was guessed from the row count: an odd count is read as hidden states (persona-vectors), an even one as block outputs (assistant-axis); pass --layout or --model to be sure",
+                layout.name()
+            );
+    }
+    for d in &imported.dropped {
+        println!("  left out {d}");
+    }
 }

@@ -1,0 +1,164 @@
+//! The `persona` binary fed bad files and flags at its file boundary (import, export, convert,
+//! vector files, model files, datasets): every one is refused with a message naming the thing
+//! and the fix, exits non-zero and never panics. Tests that need a model use the default one
+//! from `persona setup`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn persona_in(home: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_persona"));
+    cmd.args(args).env("RAYON_NUM_THREADS", "1");
+    if let Some(home) = home {
+        cmd.env("PERSONA_HOME", home);
+    }
+    cmd.output().expect("the persona binary runs")
+}
+
+fn persona(args: &[&str]) -> Output {
+    persona_in(None, args)
+}
+
+fn succeeds(out: Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "persona {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error of a failed run; it must contain every needle and no panic.
+fn error_of(out: Output, args: &[&str], needles: &[&str]) -> String {
+    assert!(!out.status.success(), "persona {args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    for n in needles {
+        assert!(
+            err.contains(n),
+            "persona {args:?}: error lacks `{n}`: {err}"
+        );
+    }
+    assert!(
+        !err.contains("panicked"),
+        "persona {args:?} panicked: {err}"
+    );
+    err
+}
+
+fn fails_with(args: &[&str], needles: &[&str]) -> String {
+    error_of(persona(args), args, needles)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../persona-io/tests/data")
+        .join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn import_of_a_pt_file_needs_no_model() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty home: no model could be loaded, so the import must not try.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let out = dir.path().join("axis.safetensors");
+    let pt = fixture("bare_f32_4x3.pt");
+    let args = ["import", s(&pt), "--out", s(&out), "--format", "json"];
+    let json: serde_json::Value =
+        serde_json::from_str(&succeeds(persona_in(Some(&home), &args), &args)).unwrap();
+    assert_eq!(json["rows"], 4);
+    assert_eq!(json["d"], 3);
+    assert_eq!(json["layout"], "assistant-axis");
+    assert_eq!(json["layout_from"], "row-count");
+    let v = persona_io::LayerVectors::load(&out).unwrap();
+    assert_eq!(v.layers.len(), 4);
+    assert_eq!(v.metadata["persona.source_shape"], "[4, 3]");
+    // With the layout given, the same rows are hidden states: rows 1..2 are layers 0..1.
+    let pv = dir.path().join("pv.safetensors");
+    let args = [
+        "import",
+        s(&pt),
+        "--layout",
+        "persona-vectors",
+        "--out",
+        s(&pv),
+    ];
+    let text = succeeds(persona_in(Some(&home), &args), &args);
+    assert!(text.contains("2 layers of 3 dimensions"), "{text}");
+    // Checked against a model only when one is named.
+    fails_with(
+        &[
+            "import",
+            s(&pt),
+            "--model",
+            "smollm2-135m",
+            "--out",
+            s(&dir.path().join("never.safetensors")),
+        ],
+        &["bare_f32_4x3.pt", "another model"],
+    );
+    assert!(!dir.path().join("never.safetensors").exists());
+}
+
+/// A safetensors file written by hand: one f32 tensor per `(name, shape, values)`.
+fn safetensors_file(path: &Path, tensors: &[(&str, &[usize], &[f32])]) {
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        for v in *values {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn non_finite_vectors_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nan = dir.path().join("nan.safetensors");
+    safetensors_file(&nan, &[("layer.3", &[2], &[0.5, f32::NAN])]);
+    let out = dir.path().join("nan.gguf");
+    let e = fails_with(
+        &["export", s(&nan), "--out", s(&out)],
+        &["nan.safetensors", "layer 3", "NaN", "non-finite"],
+    );
+    assert!(!out.exists(), "{e}");
+}
+
+#[test]
+fn generation_settings_out_of_range_are_refused_before_generating() {
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["--max-tokens", "18446744073709551615"],
+            &[
+                "max_tokens 18446744073709551615",
+                "context of 8192 tokens",
+                "at most",
+            ],
+        ),
+        (&["--max-tokens", "0"], &["max_tokens is 0"]),
+        (&["--temperature", "NaN"], &["temperature NaN"]),
+        (&["--temperature=-1"], &["temperature -1"]),
+        (&["--top-p", "2"], &["top_p 2 is outside (0, 1]"]),
+        (&["--top-p", "0"], &["top_p 0 is outside (0, 1]"]),
+        (&["--steer-span", "50..10"], &["`50..10` is empty"]),
+    ];
+    for (flags, needles) in cases {
+        let mut args = vec!["generate", "--user", "hi"];
+        args.extend_from_slice(flags);
+        fails_with(&args, needles);
+    }
+}
