@@ -162,3 +162,63 @@ fn generation_settings_out_of_range_are_refused_before_generating() {
         fails_with(&args, needles);
     }
 }
+
+#[test]
+fn errors_say_each_thing_once_and_carry_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    let args = ["export", s(&missing), "--out", "x.gguf"];
+    let e = fails_with(&args, &["missing.safetensors", "os error 2"]);
+    assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    // candle writes a backtrace into its errors when RUST_BACKTRACE is set.
+    let model = std::fs::read(
+        persona_models::ModelCache::from_env()
+            .unwrap()
+            .models_dir()
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .unwrap();
+    let part = dir.path().join("part.gguf");
+    std::fs::write(&part, &model[..20_000_000]).unwrap();
+    let args = ["info", "--model", s(&part)];
+    let out = Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let e = error_of(out, &args, &["part.gguf", "truncated", "download it again"]);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!e.contains("backtrace") && !e.contains(" at "), "{e}");
+}
+
+#[test]
+fn datasets_with_a_bom_read_and_bad_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "{\"prompt\": \"How was your day?\", \"response\": \"Fine.\"}\n";
+    let bom = dir.path().join("bom.jsonl");
+    std::fs::write(&bom, format!("\u{feff}{line}{line}")).unwrap();
+    let latin1 = dir.path().join("latin1.jsonl");
+    let mut bytes = line.as_bytes().to_vec();
+    bytes.extend_from_slice(b"{\"prompt\": \"caf\xe9\", \"response\": \"x\"}\n");
+    std::fs::write(&latin1, bytes).unwrap();
+    let e = fails_with(
+        &["extract", "--pos", s(&bom), "--neg", s(&latin1)],
+        &[
+            "latin1.jsonl, line 2",
+            "not valid UTF-8",
+            "save the file as UTF-8",
+        ],
+    );
+    assert!(!e.contains("bom.jsonl"), "{e}");
+    let keys = dir.path().join("keys.jsonl");
+    std::fs::write(&keys, "{\"question\": \"q\", \"answer\": \"a\"}\n").unwrap();
+    let e = fails_with(
+        &["extract", "--pos", s(&keys), "--neg", s(&bom)],
+        &[
+            "keys.jsonl, line 1",
+            "\"question\"",
+            "{\"prompt\": \"...\", \"response\": \"...\"}",
+        ],
+    );
+    assert!(!e.contains("untagged"), "{e}");
+}
