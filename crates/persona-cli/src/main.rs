@@ -4,6 +4,7 @@ mod commands;
 mod input;
 mod judge;
 mod output;
+mod overwrite;
 
 use clap::{Parser, Subcommand};
 

@@ -222,3 +222,43 @@ fn datasets_with_a_bom_read_and_bad_lines_are_named() {
     );
     assert!(!e.contains("untagged"), "{e}");
 }
+
+#[test]
+fn writing_commands_replace_user_files_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine.safetensors");
+    std::fs::write(&mine, b"a user's file").unwrap();
+    let pt = fixture("bare_f32_4x3.pt");
+    fails_with(
+        &["import", s(&pt), "--out", s(&mine)],
+        &["mine.safetensors exists", "--force"],
+    );
+    assert_eq!(std::fs::read(&mine).unwrap(), b"a user's file");
+    let args = ["import", s(&pt), "--out", s(&mine), "--force"];
+    succeeds(persona(&args), &args);
+    assert_eq!(
+        persona_io::LayerVectors::load(&mine).unwrap().layers.len(),
+        4
+    );
+
+    let gguf = dir.path().join("mine.gguf");
+    std::fs::write(&gguf, b"a user's file").unwrap();
+    fails_with(
+        &["export", s(&mine), "--out", s(&gguf)],
+        &["mine.gguf exists", "--force"],
+    );
+    assert_eq!(std::fs::read(&gguf).unwrap(), b"a user's file");
+
+    let folder = dir.path().join("hf");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), b"{\"mine\": true}").unwrap();
+    fails_with(
+        &["convert", "--out", s(&folder)],
+        &["config.json exists", "--force"],
+    );
+    assert_eq!(
+        std::fs::read(folder.join("config.json")).unwrap(),
+        b"{\"mine\": true}"
+    );
+    assert!(!folder.join("model.safetensors").exists());
+}

@@ -12,6 +12,14 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::hf::hf_name;
 
+/// The files a Hugging Face folder from [`Engine::write_hf_folder`] holds.
+pub const HF_FOLDER_FILES: [&str; 4] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "model.safetensors",
+];
+
 /// Safetensors dtype of the written weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvertDType {
