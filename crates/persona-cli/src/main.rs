@@ -4,6 +4,7 @@ mod commands;
 mod input;
 mod judge;
 mod output;
+mod overwrite;
 
 use clap::{Parser, Subcommand};
 
@@ -96,6 +97,11 @@ pub struct Global {
 }
 
 fn main() {
+    // Error messages are for users: with RUST_BACKTRACE set, libraries (candle, anyhow) would
+    // capture a backtrace into every error's text. Panics still print theirs.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let cli = Cli::parse();
     if cli.threads == Some(0) {
         eprintln!("error: --threads 0 leaves no thread to compute on: give at least 1 (default: all cores)");
@@ -106,11 +112,28 @@ fn main() {
     let code = match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             1
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, as `{:#}` writes them, but a cause whose text the message
+/// already holds (`cannot read X: {source}` with the source chained too) is said once.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -162,3 +162,103 @@ fn generation_settings_out_of_range_are_refused_before_generating() {
         fails_with(&args, needles);
     }
 }
+
+#[test]
+fn errors_say_each_thing_once_and_carry_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    let args = ["export", s(&missing), "--out", "x.gguf"];
+    let e = fails_with(&args, &["missing.safetensors", "os error 2"]);
+    assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    // candle writes a backtrace into its errors when RUST_BACKTRACE is set.
+    let model = std::fs::read(
+        persona_models::ModelCache::from_env()
+            .unwrap()
+            .models_dir()
+            .join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .unwrap();
+    let part = dir.path().join("part.gguf");
+    std::fs::write(&part, &model[..20_000_000]).unwrap();
+    let args = ["info", "--model", s(&part)];
+    let out = Command::new(env!("CARGO_BIN_EXE_persona"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let e = error_of(out, &args, &["part.gguf", "truncated", "download it again"]);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!e.contains("backtrace") && !e.contains(" at "), "{e}");
+}
+
+#[test]
+fn datasets_with_a_bom_read_and_bad_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "{\"prompt\": \"How was your day?\", \"response\": \"Fine.\"}\n";
+    let bom = dir.path().join("bom.jsonl");
+    std::fs::write(&bom, format!("\u{feff}{line}{line}")).unwrap();
+    let latin1 = dir.path().join("latin1.jsonl");
+    let mut bytes = line.as_bytes().to_vec();
+    bytes.extend_from_slice(b"{\"prompt\": \"caf\xe9\", \"response\": \"x\"}\n");
+    std::fs::write(&latin1, bytes).unwrap();
+    let e = fails_with(
+        &["extract", "--pos", s(&bom), "--neg", s(&latin1)],
+        &[
+            "latin1.jsonl, line 2",
+            "not valid UTF-8",
+            "save the file as UTF-8",
+        ],
+    );
+    assert!(!e.contains("bom.jsonl"), "{e}");
+    let keys = dir.path().join("keys.jsonl");
+    std::fs::write(&keys, "{\"question\": \"q\", \"answer\": \"a\"}\n").unwrap();
+    let e = fails_with(
+        &["extract", "--pos", s(&keys), "--neg", s(&bom)],
+        &[
+            "keys.jsonl, line 1",
+            "\"question\"",
+            "{\"prompt\": \"...\", \"response\": \"...\"}",
+        ],
+    );
+    assert!(!e.contains("untagged"), "{e}");
+}
+
+#[test]
+fn writing_commands_replace_user_files_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine.safetensors");
+    std::fs::write(&mine, b"a user's file").unwrap();
+    let pt = fixture("bare_f32_4x3.pt");
+    fails_with(
+        &["import", s(&pt), "--out", s(&mine)],
+        &["mine.safetensors exists", "--force"],
+    );
+    assert_eq!(std::fs::read(&mine).unwrap(), b"a user's file");
+    let args = ["import", s(&pt), "--out", s(&mine), "--force"];
+    succeeds(persona(&args), &args);
+    assert_eq!(
+        persona_io::LayerVectors::load(&mine).unwrap().layers.len(),
+        4
+    );
+
+    let gguf = dir.path().join("mine.gguf");
+    std::fs::write(&gguf, b"a user's file").unwrap();
+    fails_with(
+        &["export", s(&mine), "--out", s(&gguf)],
+        &["mine.gguf exists", "--force"],
+    );
+    assert_eq!(std::fs::read(&gguf).unwrap(), b"a user's file");
+
+    let folder = dir.path().join("hf");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), b"{\"mine\": true}").unwrap();
+    fails_with(
+        &["convert", "--out", s(&folder)],
+        &["config.json exists", "--force"],
+    );
+    assert_eq!(
+        std::fs::read(folder.join("config.json")).unwrap(),
+        b"{\"mine\": true}"
+    );
+    assert!(!folder.join("model.safetensors").exists());
+}

@@ -136,7 +136,7 @@ impl LoraAdapter {
     /// Writes `adapter_config.json` and `adapter_model.safetensors` to `dir` (created if
     /// missing), in PEFT's names and Hugging Face layout.
     pub fn save_peft(&self, dir: &Path, config: &ModelConfig, base_model: &str) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::write(dir, e))?;
         let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
         let mut modules: Vec<String> = Vec::new();
         for ((layer, part), (a, b)) in &self.weights {
@@ -205,7 +205,10 @@ impl LoraAdapter {
         let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|e| {
             bad(
                 &weights_path,
-                format!("cannot read the adapter weights ({e})"),
+                format!(
+                    "cannot read the adapter weights ({})",
+                    crate::error::without_backtrace(e)
+                ),
             )
         })?;
         let mut weights = BTreeMap::new();
@@ -298,6 +301,14 @@ impl TensorSource for MergedSource<'_> {
 
     fn describe(&self) -> PathBuf {
         self.inner.describe()
+    }
+
+    fn stored_name(&self, name: &str) -> String {
+        self.inner.stored_name(name)
+    }
+
+    fn config_origin(&self) -> &'static str {
+        self.inner.config_origin()
     }
 }
 

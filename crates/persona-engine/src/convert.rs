@@ -12,6 +12,14 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::hf::hf_name;
 
+/// The files a Hugging Face folder from [`Engine::write_hf_folder`] holds.
+pub const HF_FOLDER_FILES: [&str; 4] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "model.safetensors",
+];
+
 /// Safetensors dtype of the written weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvertDType {
@@ -42,14 +50,20 @@ impl ConvertDType {
 /// then rename).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).map_err(|e| EngineError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))
+    std::fs::write(&tmp, bytes).map_err(|e| EngineError::write(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| EngineError::write(path, e))
 }
 
 impl Engine {
     /// Writes this model as a Hugging Face model folder at `dir` (created if missing).
     pub fn write_hf_folder(&self, dir: &Path, dtype: ConvertDType) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(EngineError::InvalidRequest(format!(
+                "{} is a file, but a Hugging Face model is a folder (config.json, tokenizer.json, tokenizer_config.json, model.safetensors): give a folder path",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::write(dir, e))?;
         let model = self.model();
         let c = &model.config;
         let dev = model.device.clone();
@@ -106,7 +120,7 @@ impl Engine {
                 message: format!("cannot write safetensors ({e})"),
             }
         })?;
-        std::fs::rename(&tmp, &st_path).map_err(|e| EngineError::io(&st_path, e))?;
+        std::fs::rename(&tmp, &st_path).map_err(|e| EngineError::write(&st_path, e))?;
 
         let model_type = match c.family {
             Family::Llama => "llama",

@@ -10,6 +10,12 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is not a model persona can load: {reason}")]
     UnsupportedModel { path: PathBuf, reason: String },
     #[error("model metadata key `{key}` is missing or has the wrong type in {path}; the file may be truncated or from an unsupported converter")]
@@ -20,11 +26,13 @@ pub enum EngineError {
         name: String,
         arch: String,
     },
-    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    #[error("tensor `{name}` in {path} has shape {found:?}, but {config} implies {expected:?}; the weights and their configuration disagree (a damaged, hand-edited or mismatched file?)")]
     ShapeMismatch {
+        path: PathBuf,
         name: String,
         found: Vec<usize>,
         expected: Vec<usize>,
+        config: &'static str,
     },
     #[error("unknown hook point `{0}`: use blocks.<layer>.<point> with point one of resid_pre, attn_out, resid_mid, mlp_out, resid_post")]
     UnknownHookPoint(String),
@@ -47,7 +55,7 @@ pub enum EngineError {
     #[error(transparent)]
     Tokenizer(#[from] persona_tokenizer::TokenizerError),
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
     #[error("{context}: {message}")]
     Format { context: String, message: String },
 }
@@ -60,5 +68,36 @@ impl EngineError {
             path: path.into(),
             source,
         }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        EngineError::Write {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+impl From<candle_core::Error> for EngineError {
+    fn from(e: candle_core::Error) -> Self {
+        EngineError::Candle(without_backtrace(e))
+    }
+}
+
+/// candle writes a backtrace into its errors' text whenever `RUST_BACKTRACE` is set; persona's
+/// messages are read by users, so it is dropped (panics still print theirs).
+pub(crate) fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    use candle_core::Error as E;
+    match e {
+        E::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        E::Context { inner, context } => E::Context {
+            inner: Box::new(without_backtrace(*inner)),
+            context,
+        },
+        E::WithPath { inner, path } => E::WithPath {
+            inner: Box::new(without_backtrace(*inner)),
+            path,
+        },
+        e => e,
     }
 }

@@ -10,12 +10,13 @@ use candle_core::Device;
 use persona_tokenizer::GgufVocab;
 
 use crate::config::{Family, ModelConfig, RopeStyle};
-use crate::error::{EngineError, Result};
+use crate::error::{without_backtrace, EngineError, Result};
 use crate::model::TensorSource;
 use crate::weights::RawTensor;
 
 pub(crate) struct GgufFile {
     path: PathBuf,
+    file_len: u64,
     reader: BufReader<File>,
     content: Content,
     device: Device,
@@ -24,12 +25,31 @@ pub(crate) struct GgufFile {
 impl GgufFile {
     pub(crate) fn open(path: &Path, device: &Device) -> Result<Self> {
         let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
-        let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| EngineError::UnsupportedModel {
+        let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+        let unsupported = |reason: String| EngineError::UnsupportedModel {
             path: path.to_path_buf(),
-            reason: format!("not a readable GGUF file ({e})"),
+            reason,
+        };
+        if file_len == 0 {
+            return Err(unsupported(
+                "the file is empty (0 bytes): download it again (`persona setup` for the known models) or check the path".into(),
+            ));
+        }
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| match without_backtrace(e) {
+            candle_core::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                unsupported(format!(
+                    "the file ends inside its GGUF header after {file_len} bytes: it is truncated; download it again"
+                ))
+            }
+            // candle's bounds checks: a size the header declares runs past the end.
+            e if e.to_string().contains("remaining") => unsupported(format!(
+                "the file is truncated or corrupt: its header declares more than its {file_len} bytes hold ({e}); download it again"
+            )),
+            e => unsupported(format!("not a readable GGUF file ({e})")),
         })?;
         Ok(GgufFile {
+            file_len,
             path: path.to_path_buf(),
             reader,
             content,
@@ -201,21 +221,39 @@ impl GgufFile {
 
 impl TensorSource for GgufFile {
     fn take(&mut self, name: &str) -> Result<Option<RawTensor>> {
-        if !self.content.tensor_infos.contains_key(name) {
+        let Some(info) = self.content.tensor_infos.get(name) else {
             return Ok(None);
+        };
+        let t = info.ggml_dtype;
+        let end = (info.shape.elem_count() / t.block_size())
+            .checked_mul(t.type_size())
+            .and_then(|n| (n as u64).checked_add(info.offset))
+            .and_then(|n| n.checked_add(self.content.tensor_data_offset));
+        if end.is_none_or(|end| end > self.file_len) {
+            return Err(EngineError::UnsupportedModel {
+                path: self.path.clone(),
+                reason: format!(
+                    "the file is truncated: tensor `{name}` lies beyond its end ({} bytes); download it again",
+                    self.file_len
+                ),
+            });
         }
         let q = self
             .content
             .tensor(&mut self.reader, name, &self.device)
             .map_err(|e| EngineError::UnsupportedModel {
                 path: self.path.clone(),
-                reason: format!("cannot read tensor `{name}` ({e})"),
+                reason: format!("cannot read tensor `{name}` ({})", without_backtrace(e)),
             })?;
         Ok(Some(RawTensor::Quant(q)))
     }
 
     fn describe(&self) -> PathBuf {
         self.path.clone()
+    }
+
+    fn config_origin(&self) -> &'static str {
+        "the file's metadata (embedding_length, feed_forward_length, the head counts)"
     }
 }
 

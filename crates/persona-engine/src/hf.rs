@@ -62,7 +62,10 @@ impl HfFolder {
         let tensors = unsafe { MmapedSafetensors::multi(&shards) }.map_err(|e| {
             EngineError::UnsupportedModel {
                 path: dir.to_path_buf(),
-                reason: format!("cannot read the safetensors weights ({e})"),
+                reason: format!(
+                    "cannot read the safetensors weights ({})",
+                    crate::error::without_backtrace(e)
+                ),
             }
         })?;
         Ok(HfFolder {
@@ -186,12 +189,23 @@ impl TensorSource for HfFolder {
                 .load(&hf, &Device::Cpu)
                 .map_err(|e| EngineError::UnsupportedModel {
                     path: self.dir.clone(),
-                    reason: format!("cannot read tensor `{hf}` ({e})"),
+                    reason: format!(
+                        "cannot read tensor `{hf}` ({})",
+                        crate::error::without_backtrace(e)
+                    ),
                 })?;
         Ok(Some(RawTensor::Dense(t)))
     }
 
     fn describe(&self) -> PathBuf {
         self.dir.clone()
+    }
+
+    fn stored_name(&self, name: &str) -> String {
+        hf_name(name).unwrap_or_else(|| name.to_string())
+    }
+
+    fn config_origin(&self) -> &'static str {
+        "config.json (hidden_size, intermediate_size, the head counts, vocab_size)"
     }
 }

@@ -25,7 +25,7 @@ pub use adapter::{DenseBlock, DenseWeights, LoraAdapter, LORA_TARGETS};
 pub use candle_core::{DType, Device, Tensor};
 pub use config::{Family, ModelConfig, RopeStyle};
 pub use continuations::{Branches, MAX_CONTINUATION_TOKENS};
-pub use convert::ConvertDType;
+pub use convert::{ConvertDType, HF_FOLDER_FILES};
 pub use engine::{
     Engine, ForwardOutput, ForwardRequest, LoadOptions, ModelFormat, ModelInfo, TokenScore,
     TokenSequence,

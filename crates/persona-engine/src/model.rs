@@ -145,6 +145,12 @@ pub(crate) struct Model {
 pub(crate) trait TensorSource {
     fn take(&mut self, name: &str) -> Result<Option<RawTensor>>;
     fn describe(&self) -> std::path::PathBuf;
+    /// The tensor's name as the file spells it (persona asks by GGUF name).
+    fn stored_name(&self, name: &str) -> String {
+        name.to_string()
+    }
+    /// Where the sizes the weights are checked against come from.
+    fn config_origin(&self) -> &'static str;
 }
 
 fn require(src: &mut dyn TensorSource, name: &str, arch: &str) -> Result<RawTensor> {
@@ -155,13 +161,20 @@ fn require(src: &mut dyn TensorSource, name: &str, arch: &str) -> Result<RawTens
     })
 }
 
-fn check_shape(name: &str, raw: &RawTensor, expected: &[usize]) -> Result<()> {
+fn check_shape(
+    src: &dyn TensorSource,
+    name: &str,
+    raw: &RawTensor,
+    expected: &[usize],
+) -> Result<()> {
     let found = raw.dims();
     if found != expected {
         return Err(EngineError::ShapeMismatch {
-            name: name.to_string(),
+            path: src.describe(),
+            name: src.stored_name(name),
             found,
             expected: expected.to_vec(),
+            config: src.config_origin(),
         });
     }
     Ok(())
@@ -180,7 +193,7 @@ impl Model {
         let (d, hd) = (c.d_model, c.head_dim);
         let vector = |src: &mut dyn TensorSource, name: &str, len: usize| -> Result<Tensor> {
             let raw = require(src, name, arch)?;
-            check_shape(name, &raw, &[len])?;
+            check_shape(src, name, &raw, &[len])?;
             raw.to_f32(device)
         };
         let mut blocks = Vec::with_capacity(c.n_layers);
@@ -193,11 +206,11 @@ impl Model {
              -> Result<Linear> {
                 let name = format!("blk.{l}.{part}.weight");
                 let raw = require(src, &name, arch)?;
-                check_shape(&name, &raw, &[out, inp])?;
+                check_shape(src, &name, &raw, &[out, inp])?;
                 let bias = if with_bias {
                     let bname = format!("blk.{l}.{part}.bias");
                     let b = require(src, &bname, arch)?;
-                    check_shape(&bname, &b, &[out])?;
+                    check_shape(src, &bname, &b, &[out])?;
                     Some(b.to_f32(device)?)
                 } else {
                     None
@@ -235,11 +248,11 @@ impl Model {
         }
         let final_norm = vector(src, "output_norm.weight", d)?;
         let embed_raw = require(src, "token_embd.weight", arch)?;
-        check_shape("token_embd.weight", &embed_raw, &[c.vocab_size, d])?;
+        check_shape(src, "token_embd.weight", &embed_raw, &[c.vocab_size, d])?;
         let embed = embed_raw.to_f32(device)?;
         let lm_head = match src.take("output.weight")? {
             Some(raw) if !c.tied_embeddings => {
-                check_shape("output.weight", &raw, &[c.vocab_size, d])?;
+                check_shape(src, "output.weight", &raw, &[c.vocab_size, d])?;
                 Linear::new(raw, None, mode, device)?
             }
             // Tied: the head is the embedding matrix. The quantized layout keeps the file's own

@@ -127,3 +127,65 @@ fn bad_model_inputs_get_clear_errors() {
         .to_string();
     assert!(e.contains("config.json") && e.contains("JSON"), "{e}");
 }
+
+#[test]
+fn mismatched_truncated_and_empty_model_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.gguf");
+    std::fs::write(&empty, b"").unwrap();
+    let e = Engine::load(&empty, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("empty.gguf") && e.contains("empty (0 bytes)"),
+        "{e}"
+    );
+
+    let gguf = load(WeightMode::F32);
+    let bytes = std::fs::read(default_model_path()).unwrap();
+    for (cut, needle) in [(1000, "truncated or corrupt"), (20_000_000, "truncated")] {
+        let part = dir.path().join("part.gguf");
+        std::fs::write(&part, &bytes[..cut]).unwrap();
+        let e = Engine::load(&part, &LoadOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("part.gguf") && e.contains(needle) && e.contains("download it again"),
+            "{e}"
+        );
+        assert!(!e.contains("failed to fill whole buffer"), "{e}");
+    }
+
+    // A Hugging Face folder whose config.json disagrees with its weights.
+    let conv = dir.path().join("conv");
+    gguf.write_hf_folder(&conv, ConvertDType::BF16).unwrap();
+    let cfg = std::fs::read_to_string(conv.join("config.json")).unwrap();
+    std::fs::write(
+        conv.join("config.json"),
+        cfg.replace(r#""hidden_size": 576"#, r#""hidden_size": 640"#),
+    )
+    .unwrap();
+    let e = Engine::load(&conv, &LoadOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("config.json") && e.contains("model.layers.") && !e.contains("blk."),
+        "{e}"
+    );
+
+    // Converting onto a file.
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, b"mine").unwrap();
+    let e = gguf
+        .write_hf_folder(&file, ConvertDType::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("a_file") && e.contains("is a file") && !e.contains("cannot read"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"mine");
+}

@@ -24,11 +24,13 @@ pub enum DatasetError {
     Empty { path: PathBuf },
 }
 
+/// What a line must look like, for messages about lines that do not.
+const LINE_FORMS: &str = r#"each line must be {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}]} or {"prompt": "...", "response": "..."}"#;
+
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Record {
-    Chat { messages: Vec<Message> },
-    Pair { prompt: String, response: String },
+struct Pair {
+    prompt: String,
+    response: String,
 }
 
 /// One conversation of a dataset file, with where it came from.
@@ -45,7 +47,7 @@ pub struct DatasetRecord {
 /// Blank lines are skipped; a bad line is an error naming its number, never skipped.
 pub struct ConversationReader {
     path: PathBuf,
-    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    reader: std::io::BufReader<std::fs::File>,
     line: usize,
 }
 
@@ -57,7 +59,7 @@ impl ConversationReader {
         })?;
         Ok(ConversationReader {
             path: path.to_path_buf(),
-            lines: std::io::BufRead::lines(std::io::BufReader::new(file)),
+            reader: std::io::BufReader::new(file),
             line: 0,
         })
     }
@@ -68,17 +70,34 @@ impl ConversationReader {
             line: self.line,
             message,
         };
-        let record: Record = serde_json::from_str(&raw).map_err(|e| {
-            bad(format!(
-                "not a {{\"messages\": [...]}} or {{\"prompt\", \"response\"}} record ({e})"
-            ))
-        })?;
-        let messages = match record {
-            Record::Chat { messages } => messages,
-            Record::Pair { prompt, response } => vec![
-                Message::new("user", prompt),
-                Message::new("assistant", response),
-            ],
+        let value: serde_json::Value = serde_json::from_str(&raw)
+            .map_err(|e| bad(format!("not valid JSON ({e}); {LINE_FORMS}")))?;
+        let messages = match &value {
+            serde_json::Value::Object(o) if o.contains_key("messages") => {
+                serde_json::from_value::<Vec<Message>>(o["messages"].clone()).map_err(|e| {
+                    bad(format!(
+                        "`messages` must be a list of {{\"role\", \"content\"}} objects ({e})"
+                    ))
+                })?
+            }
+            serde_json::Value::Object(o)
+                if o.contains_key("prompt") || o.contains_key("response") =>
+            {
+                let pair: Pair = serde_json::from_value(value.clone()).map_err(|e| {
+                    bad(format!(
+                        "a prompt/response record needs both as strings ({e})"
+                    ))
+                })?;
+                vec![
+                    Message::new("user", pair.prompt),
+                    Message::new("assistant", pair.response),
+                ]
+            }
+            serde_json::Value::Object(o) => {
+                let keys: Vec<&String> = o.keys().collect();
+                return Err(bad(format!("it has the keys {keys:?}; {LINE_FORMS}")));
+            }
+            _ => return Err(bad(format!("not a JSON object; {LINE_FORMS}"))),
         };
         if messages.is_empty() {
             return Err(bad("the conversation has no messages".into()));
@@ -97,12 +116,24 @@ impl Iterator for ConversationReader {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             self.line += 1;
-            let raw = match self.lines.next()? {
-                Ok(raw) => raw,
+            let mut bytes = Vec::new();
+            match std::io::BufRead::read_until(&mut self.reader, b'\n', &mut bytes) {
+                Ok(0) => return None,
+                Ok(_) => {}
                 Err(e) => {
                     return Some(Err(DatasetError::Read {
                         path: self.path.clone(),
                         source: e,
+                    }))
+                }
+            }
+            let raw = match crate::jsonl::line_text(bytes, self.line) {
+                Ok(raw) => raw,
+                Err(message) => {
+                    return Some(Err(DatasetError::Line {
+                        path: self.path.clone(),
+                        line: self.line,
+                        message,
                     }))
                 }
             };
@@ -150,10 +181,49 @@ mod tests {
         .unwrap();
         let e = read_conversations(&p).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("d.jsonl"), "{e}");
+        assert!(
+            e.contains(r#"["oops"]"#) && e.contains(r#"{"prompt": "...""#),
+            "{e}"
+        );
+        assert!(!e.contains("untagged"), "{e}");
         std::fs::write(&p, "\n").unwrap();
         assert!(read_conversations(&p)
             .unwrap_err()
             .to_string()
             .contains("no conversations"));
+    }
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_bad_utf8_is_named_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bom.jsonl");
+        std::fs::write(
+            &p,
+            "\u{feff}{\"prompt\": \"a\", \"response\": \"b\"}\r\n{\"prompt\": \"c\", \"response\": \"d\"}",
+        )
+        .unwrap();
+        let c = read_conversations(&p).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1][1].content, "d");
+        let mut bytes = b"{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"".to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        bytes.extend_from_slice(b"\", \"response\": \"b\"}\n");
+        std::fs::write(&p, bytes).unwrap();
+        let e = read_conversations(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("bom.jsonl, line 2") && e.contains("UTF-8") && e.contains("byte 13"),
+            "{e}"
+        );
+        std::fs::write(&p, "[1, 2]\n").unwrap();
+        let e = read_conversations(&p).unwrap_err().to_string();
+        assert!(e.contains("not a JSON object"), "{e}");
+        std::fs::write(&p, "{\"messages\": 3}\n").unwrap();
+        let e = read_conversations(&p).unwrap_err().to_string();
+        assert!(e.contains("`messages` must be a list"), "{e}");
     }
 }

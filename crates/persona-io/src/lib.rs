@@ -46,6 +46,12 @@ pub enum IoError {
     Write { path: PathBuf, message: String },
     #[error("{path} is not a vector file persona can read: {reason}")]
     Format { path: PathBuf, reason: String },
+    #[error("{path}, line {line}, is corrupt ({reason}); this file is a resumable cache: delete that line (or the whole file, to redo everything) and run again to recompute only what is missing")]
+    CacheLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
     #[error("{path} has no vector for layer {layer}; it has layers {available:?}")]
     MissingLayer {
         path: PathBuf,
@@ -110,6 +116,12 @@ impl LayerVectors {
             .map_err(|e| bad(format!("unreadable tensors ({e})")))?;
         let mut layers = BTreeMap::new();
         if let Some(stacked) = tensors.get("vectors") {
+            if stacked.rank() != 2 {
+                return Err(bad(format!(
+                    "tensor `vectors` has shape {:?}; it must be a [layers, d] matrix",
+                    stacked.dims()
+                )));
+            }
             let rows = to_f32_rows(stacked).map_err(|e| bad(format!("`vectors`: {e}")))?;
             layers.extend(rows.into_iter().enumerate());
         }
@@ -118,6 +130,12 @@ impl LayerVectors {
                 let l: usize = l
                     .parse()
                     .map_err(|_| bad(format!("tensor `{name}` is not layer.<number>")))?;
+                if t.rank() != 1 {
+                    return Err(bad(format!(
+                        "tensor `{name}` has shape {:?}; a layer's vector is one row of shape [d] (several layers go in one `vectors` tensor of shape [layers, d])",
+                        t.dims()
+                    )));
+                }
                 let v = t
                     .flatten_all()
                     .and_then(|t| t.to_dtype(candle_core::DType::F32))
@@ -325,6 +343,32 @@ mod tests {
             let e = LayerVectors::load(&gguf).unwrap_err().to_string();
             assert!(e.contains("nan.gguf") && e.contains("non-finite"), "{e}");
         }
+    }
+
+    #[test]
+    fn tensors_of_the_wrong_rank_are_named_with_their_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.safetensors");
+        let t = Tensor::zeros((2, 576), candle_core::DType::F32, &Device::Cpu).unwrap();
+        std::fs::write(
+            &path,
+            safetensors::serialize([("layer.3", t)], None).unwrap(),
+        )
+        .unwrap();
+        let e = LayerVectors::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("wide.safetensors") && e.contains("`layer.3` has shape [2, 576]"),
+            "{e}"
+        );
+        assert!(!e.contains("1152"), "{e}");
+        let t = Tensor::zeros((2, 3, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+        std::fs::write(
+            &path,
+            safetensors::serialize([("vectors", t)], None).unwrap(),
+        )
+        .unwrap();
+        let e = LayerVectors::load(&path).unwrap_err().to_string();
+        assert!(e.contains("[2, 3, 4]") && e.contains("[layers, d]"), "{e}");
     }
 
     #[test]

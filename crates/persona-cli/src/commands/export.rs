@@ -14,6 +14,9 @@ pub struct Args {
     /// The GGUF control vector to write.
     #[arg(long)]
     out: PathBuf,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    force: bool,
     /// Multiply the directions by this (the α persona would steer with).
     #[arg(long, default_value_t = 1.0)]
     scale: f32,
@@ -23,6 +26,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    crate::overwrite::refuse_to_replace(std::slice::from_ref(&a.out), a.force)?;
     let vectors = persona_io::LayerVectors::load(&a.vector)?;
     let layers = match &a.layers {
         None => None,

@@ -15,6 +15,9 @@ pub struct Args {
     /// Where to write the persona vector file (safetensors).
     #[arg(long)]
     out: PathBuf,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    force: bool,
     /// `.pt` row convention: persona-vectors or assistant-axis (default: from the row count).
     #[arg(long)]
     layout: Option<String>,
@@ -24,6 +27,7 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
+    crate::overwrite::refuse_to_replace(std::slice::from_ref(&a.out), a.force)?;
     let layout = match &a.layout {
         None => None,
         Some(s) => Some(persona_io::PtLayout::parse(s).with_context(|| {
