@@ -21,19 +21,7 @@ fn persona(args: &[&str], cwd: &Path) -> Output {
 }
 
 fn fails_with(args: &[&str], cwd: &Path, needles: &[&str]) {
-    let out = persona(args, cwd);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "persona {args:?} should fail: {err}");
-    assert!(
-        !err.contains("panicked"),
-        "persona {args:?} panicked: {err}"
-    );
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "persona {args:?}: error lacks `{n}`: {err}"
-        );
-    }
+    persona_testkit::cli::failure(&persona(args, cwd), args, needles);
 }
 
 /// A small optimistic vector made from hand-written conversations, in `dir/vectors/`.

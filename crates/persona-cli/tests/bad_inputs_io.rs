@@ -30,19 +30,7 @@ fn succeeds(out: Output, args: &[&str]) -> String {
 
 /// The error of a failed run; it must contain every needle and no panic.
 fn error_of(out: Output, args: &[&str], needles: &[&str]) -> String {
-    assert!(!out.status.success(), "persona {args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "persona {args:?}: error lacks `{n}`: {err}"
-        );
-    }
-    assert!(
-        !err.contains("panicked"),
-        "persona {args:?} panicked: {err}"
-    );
-    err
+    persona_testkit::cli::failure(&out, args, needles)
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) -> String {

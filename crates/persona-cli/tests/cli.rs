@@ -30,19 +30,7 @@ fn json(args: &[&str]) -> Value {
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = persona(args);
-    assert!(!out.status.success(), "persona {args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "persona {args:?}: error lacks `{n}`: {err}"
-        );
-    }
-    assert!(
-        !err.contains("panicked"),
-        "persona {args:?} panicked: {err}"
-    );
+    persona_testkit::cli::failure(&persona(args), args, needles);
 }
 
 fn ids(v: &Value) -> Vec<u64> {

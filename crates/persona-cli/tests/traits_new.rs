@@ -20,20 +20,7 @@ fn persona(args: &[&str]) -> Output {
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) -> String {
-    let out = persona(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "persona {args:?} should fail: {err}");
-    for n in needles {
-        assert!(
-            err.contains(n),
-            "persona {args:?}: error lacks `{n}`: {err}"
-        );
-    }
-    assert!(
-        !err.contains("panicked"),
-        "persona {args:?} panicked: {err}"
-    );
-    err
+    persona_testkit::cli::failure(&persona(args), args, needles)
 }
 
 fn folder_is_empty(dir: &Path) -> bool {

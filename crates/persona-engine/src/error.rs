@@ -30,8 +30,8 @@ pub enum EngineError {
     ShapeMismatch {
         path: PathBuf,
         name: String,
-        found: Vec<usize>,
-        expected: Vec<usize>,
+        found: Box<[usize]>,
+        expected: Box<[usize]>,
         config: &'static str,
     },
     #[error("unknown hook point `{0}`: use blocks.<layer>.<point> with point one of resid_pre, attn_out, resid_mid, mlp_out, resid_post")]

@@ -172,8 +172,8 @@ fn check_shape(
         return Err(EngineError::ShapeMismatch {
             path: src.describe(),
             name: src.stored_name(name),
-            found,
-            expected: expected.to_vec(),
+            found: found.into(),
+            expected: expected.into(),
             config: src.config_origin(),
         });
     }

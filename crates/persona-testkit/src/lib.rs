@@ -9,6 +9,7 @@
 //! Everything here fails (never skips) when what a test needs is missing, with the command
 //! that sets it up.
 
+pub mod cli;
 pub mod peers;
 pub mod tokenizer;
 
