@@ -9,7 +9,7 @@ use crate::IoError;
 /// One line of a JSONL file as text: the line ending dropped, a UTF-8 byte order mark at the
 /// start of the file skipped (editors on Windows write one), invalid UTF-8 refused with
 /// where it is.
-pub(crate) fn line_text(mut bytes: Vec<u8>, line: usize) -> Result<String, String> {
+pub fn line_text(mut bytes: Vec<u8>, line: usize) -> Result<String, String> {
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
     }

@@ -17,7 +17,7 @@ mod torch_save;
 pub use control_vector::{write_control_vector, ControlVectorOptions};
 pub use conversations::{read_conversations, ConversationReader, DatasetError, DatasetRecord};
 pub use import::{import_vectors, Imported, LayoutSource, ModelShape, PtLayout};
-pub use jsonl::read_log;
+pub use jsonl::{line_text, read_log};
 pub use torch::read_pt_matrix;
 
 use std::collections::{BTreeMap, HashMap};

@@ -233,7 +233,7 @@ pub fn answer_all(
         Some(cap) => cap.interventions()?,
         None => Vec::new(),
     };
-    let batch = opts.batch_size.max(1);
+    let batch = opts.batch_size;
     for chunk in todo.chunks(batch) {
         let prompts = chunk
             .iter()

@@ -98,8 +98,13 @@ impl RunFile {
         }
     }
 
+    /// The command line that writes the file again.
+    fn rerun(&self, run_dir: &Path) -> String {
+        format!("{} {} {}", self.command, self.args, run_dir.display())
+    }
+
     fn fix(&self, run_dir: &Path) -> String {
-        let rerun = format!("{} {} {}", self.command, self.args, run_dir.display());
+        let rerun = self.rerun(run_dir);
         if self.cache {
             format!("remove that line and rerun `{rerun}` to answer it again")
         } else {
@@ -109,18 +114,11 @@ impl RunFile {
 
     /// The file as one `T`; `None` when it does not exist.
     fn read<T: DeserializeOwned>(&self, run_dir: &Path) -> Result<Option<T>, PipelineError> {
-        let path = run_dir.join(self.path);
-        let Some(text) = read_text(&path)? else {
-            return Ok(None);
-        };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
-            PipelineError::Input(format!(
-                "{} is not the result file `{}` writes ({e}); {}",
-                path.display(),
-                self.command,
-                self.fix(run_dir)
-            ))
-        })
+        Ok(crate::run_dir::read_result(
+            &run_dir.join(self.path),
+            self.command,
+            &self.rerun(run_dir),
+        )?)
     }
 
     /// The file's JSON lines as `T`s; none when it does not exist.

@@ -64,9 +64,9 @@ impl RunDir {
         &self,
     ) -> Result<Option<crate::steer::SteerResult>, crate::store::StoreError> {
         read_result(
-            &self.steer(None),
-            crate::steer::RESULT_FILE,
+            &self.steer(None).join(crate::steer::RESULT_FILE),
             "persona steer",
+            &format!("persona steer TRAIT --run {}", self.root.display()),
         )
     }
 
@@ -134,26 +134,23 @@ pub fn screen_dir(dataset: &Path) -> PathBuf {
     Path::new(RUNS).join("screen").join(stem)
 }
 
-/// A JSON result in `dir`, read through its type without taking the folder's lock (readers
-/// never block a running writer: results are replaced atomically).
+/// A JSON result file read through its type, without taking its folder's lock (readers never
+/// block a running writer: results are replaced atomically); `None` when it is not there.
+/// `writer` and `rerun` name what writes and what rewrites it, for the error when it does not
+/// parse.
 pub fn read_result<T: serde::de::DeserializeOwned>(
-    dir: &Path,
-    name: &str,
-    command: &str,
+    path: &Path,
+    writer: &str,
+    rerun: &str,
 ) -> Result<Option<T>, crate::store::StoreError> {
-    let path = dir.join(name);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(crate::store::StoreError::Read { path, source: e }),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| crate::store::StoreError::Unreadable {
-            path,
-            reason: e.to_string(),
-            command: command.to_string(),
-        })
+    match std::fs::read(path) {
+        Ok(bytes) => crate::store::parse_result(&bytes, path, writer, rerun).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::store::StoreError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -39,11 +39,16 @@ pub enum StoreError {
         line: usize,
         reason: String,
     },
-    #[error("{path} does not hold what this version of persona wrote there ({reason}): rerun `{command}` to rewrite it")]
+    #[error(
+        "{path} is not the result file `{writer}` writes ({reason}); rerun `{rerun}` to rewrite it"
+    )]
     Unreadable {
         path: PathBuf,
         reason: String,
-        command: String,
+        /// The command that writes the file.
+        writer: String,
+        /// The command line that rewrites it.
+        rerun: String,
     },
     #[error("the run folder {dir} is in use by process {pid} ({command}): wait for it to finish, or give this run another folder")]
     Busy {
@@ -66,9 +71,9 @@ pub trait RunStore: Sync {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError>;
     /// An artifact, or `None` when there is none.
     fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The complete lines of a cache log. A torn last line (a run killed mid-write) is dropped,
-    /// so later appends start on a clean line.
-    fn cache_lines(&self, name: &str) -> Result<Vec<String>, StoreError>;
+    /// The complete, non-empty lines of a cache log with their 1-based line numbers. A torn
+    /// last line (a run killed mid-write) is dropped, so later appends start on a clean line.
+    fn cache_lines(&self, name: &str) -> Result<Vec<(usize, String)>, StoreError>;
     /// Appends lines to a cache log, each on its own line, flushed before returning.
     fn append_lines(&self, name: &str, lines: &[String]) -> Result<(), StoreError>;
     /// A streaming writer for an artifact too large to build in memory (a filtered dataset);
@@ -136,11 +141,10 @@ pub fn read_records<T: DeserializeOwned>(
     store
         .cache_lines(name)?
         .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| StoreError::CorruptCache {
+        .map(|(line, text)| {
+            serde_json::from_str(text).map_err(|e| StoreError::CorruptCache {
                 path: store.path(name),
-                line: i + 1,
+                line: *line,
                 reason: e.to_string(),
             })
         })
@@ -214,16 +218,26 @@ pub fn get_json<T: DeserializeOwned>(
     name: &str,
     command: &str,
 ) -> Result<Option<T>, StoreError> {
-    let Some(bytes) = store.get(name)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StoreError::Unreadable {
-            path: store.path(name),
-            reason: e.to_string(),
-            command: command.to_string(),
-        })
+    store
+        .get(name)?
+        .map(|bytes| parse_result(&bytes, &store.path(name), command, command))
+        .transpose()
+}
+
+/// A result file's bytes as the type that wrote them; a file that does not parse is an error
+/// naming it, the command that writes it (`writer`) and the command line that rewrites it.
+pub fn parse_result<T: DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    writer: &str,
+    rerun: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+        writer: writer.to_string(),
+        rerun: rerun.to_string(),
+    })
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {
@@ -359,7 +373,7 @@ impl RunStore for DirStore {
         }
     }
 
-    fn cache_lines(&self, name: &str) -> Result<Vec<String>, StoreError> {
+    fn cache_lines(&self, name: &str) -> Result<Vec<(usize, String)>, StoreError> {
         let Some(bytes) = self.get(name)? else {
             return Ok(Vec::new());
         };
@@ -405,18 +419,21 @@ impl RunStore for DirStore {
     }
 }
 
-/// Lines of a cache as text; invalid UTF-8 is a corrupt line, named.
-fn split_lines(bytes: &[u8], path: &Path) -> Result<Vec<String>, StoreError> {
+/// The non-empty lines of a cache as text, each with its 1-based line number; a line that is
+/// not UTF-8 is a corrupt line, named.
+fn split_lines(bytes: &[u8], path: &Path) -> Result<Vec<(usize, String)>, StoreError> {
     bytes
         .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
         .enumerate()
+        .filter(|(_, l)| !l.is_empty())
         .map(|(i, l)| {
-            String::from_utf8(l.to_vec()).map_err(|_| StoreError::CorruptCache {
-                path: path.to_path_buf(),
-                line: i + 1,
-                reason: "invalid UTF-8".into(),
-            })
+            persona_io::line_text(l.to_vec(), i + 1)
+                .map(|text| (i + 1, text))
+                .map_err(|reason| StoreError::CorruptCache {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    reason,
+                })
         })
         .collect()
 }
@@ -466,7 +483,7 @@ impl RunStore for MemoryStore {
         Ok(self.files.lock().expect("store lock").get(name).cloned())
     }
 
-    fn cache_lines(&self, name: &str) -> Result<Vec<String>, StoreError> {
+    fn cache_lines(&self, name: &str) -> Result<Vec<(usize, String)>, StoreError> {
         let Some(bytes) = self.get(name)? else {
             return Ok(Vec::new());
         };
@@ -529,7 +546,7 @@ impl RunStore for Scoped<'_> {
         check_name(name)?;
         self.inner.get(&self.name(name))
     }
-    fn cache_lines(&self, name: &str) -> Result<Vec<String>, StoreError> {
+    fn cache_lines(&self, name: &str) -> Result<Vec<(usize, String)>, StoreError> {
         check_name(name)?;
         self.inner.cache_lines(&self.name(name))
     }
@@ -639,6 +656,12 @@ mod tests {
             e.contains("line 2") && e.contains("delete that line"),
             "{e}"
         );
+        // Blank lines count: the bad line is named by its place in the file.
+        std::fs::write(&path, "{\"k\":\"a\",\"v\":1}\n\ngarbage\n").unwrap();
+        let e = read_records::<Rec>(&store, "cache.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
     }
 
     #[test]
