@@ -66,9 +66,9 @@ pub struct VectorSource<'a> {
     pub file: &'a Path,
 }
 
-impl VectorSource<'_> {
+impl<'a> VectorSource<'a> {
     /// The vector at `layer`, checked against the model's hidden size.
-    pub fn layer(&self, layer: usize, d_model: usize) -> Result<&[f32], PipelineError> {
+    pub fn layer(&self, layer: usize, d_model: usize) -> Result<&'a [f32], PipelineError> {
         let v = self.vectors.get(layer, self.file)?;
         if v.len() != d_model {
             return Err(PipelineError::VectorSize {
@@ -79,6 +79,18 @@ impl VectorSource<'_> {
         }
         Ok(v)
     }
+}
+
+/// Puts vectors in `store` as a persona safetensors file named `name`.
+pub(crate) fn put_vectors(
+    store: &dyn RunStore,
+    name: &str,
+    vectors: &persona_io::LayerVectors,
+) -> Result<PathBuf, PipelineError> {
+    let bytes = vectors.to_safetensors().map_err(|e| {
+        PipelineError::Input(format!("cannot serialize the vectors of {name}: {e}"))
+    })?;
+    Ok(store.put(name, &bytes)?)
 }
 
 /// The mean and its normal 95 % interval, each `None` where there are too few values.

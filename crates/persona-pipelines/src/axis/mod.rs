@@ -283,7 +283,7 @@ fn role_vectors(
                     mine.iter().map(|&i| answered(plan, answers, i)).collect();
                 let means = layer_means(&response_means(engine, &convs)?, n_layers);
                 let meta = VectorMeta::new("role", &role.name, "response_avg", &model, mine.len());
-                put_vectors(store, &name, &meta.vectors(means.clone()))?;
+                crate::put_vectors(store, &name, &meta.vectors(means.clone()))?;
                 means
             }
         };
@@ -303,17 +303,6 @@ fn answered(plan: &AxisPlan, answers: &[crate::answers::Answer], i: usize) -> Ve
     let mut c = plan.requests[i].messages.clone();
     c.push(Message::new("assistant", answers[i].text.clone()));
     c
-}
-
-fn put_vectors(
-    store: &dyn RunStore,
-    name: &str,
-    vectors: &LayerVectors,
-) -> Result<PathBuf, PipelineError> {
-    let bytes = vectors.to_safetensors().map_err(|e| {
-        PipelineError::Input(format!("cannot serialize the vectors of {name}: {e}"))
-    })?;
-    Ok(store.put(name, &bytes)?)
 }
 
 /// Mean response-token `resid_post` at every layer, one per conversation.
@@ -539,7 +528,7 @@ pub fn build_axis(
     let sample_states = response_means(engine, &sample)?;
     let summary = summarise(&mapped, &vectors.default, &sample_states, opts.components)?;
     let model = engine.model_id()?;
-    let axis_file = put_vectors(
+    let axis_file = crate::put_vectors(
         store,
         AXIS_FILE,
         &axis_file_vectors(&summary, &model, mapped.len()),

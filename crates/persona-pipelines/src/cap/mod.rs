@@ -92,14 +92,11 @@ impl AxisCap {
         let mut units = Vec::new();
         let mut taus = Vec::new();
         for l in layers.clone() {
-            let v = axis.get(l, path)?;
-            if v.len() != d_model {
-                return Err(PipelineError::VectorSize {
-                    path: path.to_path_buf(),
-                    got: v.len(),
-                    want: d_model,
-                });
+            let v = crate::VectorSource {
+                vectors: axis,
+                file: path,
             }
+            .layer(l, d_model)?;
             let norm = persona_core::norm(v);
             if norm == 0.0 {
                 return Err(PipelineError::Input(format!(

@@ -130,10 +130,11 @@ pub fn extract_from_conversations(
             .collect();
         let layer_norms: Vec<f64> = diffs.iter().map(|d| persona_core::norm(d)).collect();
         let meta = VectorMeta::new("trait", name, method, &model, pos.len()).with_n_neg(neg.len());
-        let bytes = meta.vectors(diffs).to_safetensors().map_err(|e| {
-            PipelineError::Input(format!("cannot serialize the {method} vectors: {e}"))
-        })?;
-        let path = store.put(&RunDir::vector_file_name(name, method), &bytes)?;
+        let path = crate::put_vectors(
+            store,
+            &RunDir::vector_file_name(name, method),
+            &meta.vectors(diffs),
+        )?;
         files.insert(method.to_string(), path);
         norms.insert(method.to_string(), layer_norms);
     }
