@@ -254,6 +254,81 @@ impl TraitRun {
     }
 }
 
+/// What `steer` and `monitor` both start from: the trait, its vector, the model, the judge,
+/// the run folder and the cap asked for.
+pub struct TraitSession {
+    pub spec: persona_traits::TraitSpec,
+    pub vector: TraitVector,
+    pub engine: Engine,
+    pub run_dir: RunDir,
+    pub judge: crate::judge::BoxedJudge,
+    pub cap: Option<persona_pipelines::cap::AxisCap>,
+}
+
+impl TraitRun {
+    /// Resolves the trait and its vector (before the model loads, so a missing vector is said
+    /// at once), then loads the model, the judge and the cap.
+    pub fn open(
+        &self,
+        g: &Global,
+        judge: &crate::judge::JudgeArgs,
+        cap: &CapArgs,
+    ) -> anyhow::Result<TraitSession> {
+        let spec = self.spec()?;
+        let vector = self.vectors(&spec)?;
+        let engine = load_engine(g)?;
+        let run_dir = self.dir(&spec);
+        let judge = judge.build(g, &spec)?;
+        let cap = cap.cap(&engine)?;
+        Ok(TraitSession {
+            spec,
+            vector,
+            engine,
+            run_dir,
+            judge,
+            cap,
+        })
+    }
+}
+
+/// A trait pipeline's shape, shared by `steer_sweep` and `monitor`.
+pub type TraitPipeline<O, R> = fn(
+    &Engine,
+    &persona_traits::TraitSpec,
+    persona_pipelines::VectorSource,
+    &dyn persona_judges::Judge,
+    &O,
+    &dyn persona_pipelines::RunStore,
+    &mut dyn FnMut(&str, usize, usize),
+) -> Result<R, persona_pipelines::PipelineError>;
+
+impl TraitSession {
+    /// Notes the command in the run folder, then runs `pipeline` into `out` with a progress
+    /// bar; a failure says it happened while `doing` with the vector file.
+    pub fn run<O, R>(
+        &self,
+        pipeline: TraitPipeline<O, R>,
+        opts: &O,
+        out: &Path,
+        doing: &str,
+    ) -> anyhow::Result<R> {
+        record(&self.engine, self.run_dir.root())?;
+        let store = open_store(out)?;
+        crate::output::with_progress("generate", |progress| {
+            pipeline(
+                &self.engine,
+                &self.spec,
+                self.vector.source(),
+                self.judge.as_ref(),
+                opts,
+                &store,
+                progress,
+            )
+        })
+        .with_context(|| format!("{doing} {}", self.vector.file.display()))
+    }
+}
+
 /// A trait's vector file, loaded.
 pub struct TraitVector {
     pub file: PathBuf,

@@ -26,7 +26,7 @@ pub struct JudgeArgs {
     pub coherence_judge: Option<String>,
 }
 
-type BoxedJudge = Box<dyn Judge + Send + Sync>;
+pub type BoxedJudge = Box<dyn Judge + Send + Sync>;
 
 /// A local judge model (`name`, or the model under study) and its label for caches.
 fn local_judge_engine(

@@ -14,19 +14,10 @@ fn persona(args: &[&str]) -> Output {
         .expect("the persona binary runs")
 }
 
+/// A run that must succeed, with `--format json` added; the JSON it printed.
 fn json(args: &[&str]) -> Value {
-    let out = persona(args);
-    assert!(
-        out.status.success(),
-        "persona {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "persona {args:?} printed no single JSON document ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let args = [args, &["--format", "json"]].concat();
+    persona_testkit::cli::success_json(&persona(&args), "persona", &args)
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) {
@@ -43,13 +34,13 @@ fn ids(v: &Value) -> Vec<u64> {
 
 #[test]
 fn setup_info_and_tokenize() {
-    let s = json(&["setup", "--format", "json"]);
+    let s = json(&["setup"]);
     assert_eq!(s["model"], "smollm2-135m");
     assert!(Path::new(s["path"].as_str().unwrap()).is_file());
-    let info = json(&["info", "--format", "json"]);
+    let info = json(&["info"]);
     assert_eq!(info["config"]["n_layers"], 30);
     assert_eq!(info["config"]["d_model"], 576);
-    let t = json(&["tokenize", "Hello, world! How are you?", "--format", "json"]);
+    let t = json(&["tokenize", "Hello, world! How are you?"]);
     assert_eq!(ids(&t["ids"]), vec![19556, 28, 905, 17, 1073, 359, 346, 47]);
     assert_eq!(t["pieces"][0], "Hello");
     let chat = json(&[
@@ -58,8 +49,6 @@ fn setup_info_and_tokenize() {
         "--system",
         "You are a pirate.",
         "What is the capital of France?",
-        "--format",
-        "json",
     ]);
     assert_eq!(
         ids(&chat["ids"]),
@@ -77,8 +66,6 @@ fn generate_and_score() {
         "--user",
         "What is the capital of France? Answer in one sentence.",
         "--greedy",
-        "--format",
-        "json",
     ]);
     assert_eq!(g["text"], "The capital of France is Paris.");
     assert_eq!(ids(&g["prompt_ids"]).len(), 42);
@@ -93,8 +80,6 @@ fn generate_and_score() {
         "What is the capital of France? Answer in one sentence.",
         "--ids",
         &gen_ids.join(","),
-        "--format",
-        "json",
     ]);
     assert_eq!(ids(&s["ids"]), ids(&g["generated_ids"]));
     // Greedy tokens are the model's own top-1 choices.
@@ -108,8 +93,6 @@ fn generate_and_score() {
         "What is the capital of France? Answer in one sentence.",
         "--text",
         "The capital of France is Paris.",
-        "--format",
-        "json",
     ]);
     assert_eq!(ids(&by_text["ids"]), ids(&g["generated_ids"]));
 }
@@ -138,8 +121,6 @@ fn steering_from_a_vector_file() {
         "--greedy",
         "--max-tokens",
         "24",
-        "--format",
-        "json",
     ];
     let plain = json(&base);
     let zsteer = format!("{}:10:5.0", zpath.display());
@@ -198,15 +179,9 @@ fn bad_inputs_get_clear_errors() {
 fn convert_writes_a_loadable_folder() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hf");
-    let c = json(&[
-        "convert",
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let c = json(&["convert", "--out", out.to_str().unwrap()]);
     assert_eq!(c["dtype"], "f32");
-    let info = json(&["info", "--model", out.to_str().unwrap(), "--format", "json"]);
+    let info = json(&["info", "--model", out.to_str().unwrap()]);
     assert_eq!(info["format"], "hugging_face");
     let g = json(&[
         "generate",
@@ -215,8 +190,6 @@ fn convert_writes_a_loadable_folder() {
         "--user",
         "What is the capital of France? Answer in one sentence.",
         "--greedy",
-        "--format",
-        "json",
     ]);
     assert_eq!(g["text"], "The capital of France is Paris.");
 }
@@ -254,8 +227,6 @@ fn extract_then_export_a_control_vector() {
         "gloom",
         "--out",
         out.to_str().unwrap(),
-        "--format",
-        "json",
     ]);
     assert_eq!(r["layers"], 30);
     assert_eq!(r["n_pos"], 2);
@@ -275,8 +246,6 @@ fn extract_then_export_a_control_vector() {
         "5..9",
         "--scale",
         "2",
-        "--format",
-        "json",
     ]);
     assert_eq!(ids(&e["layers"]), vec![5, 6, 7, 8]);
     let back = persona_io::LayerVectors::load(&gguf).unwrap();
@@ -290,8 +259,6 @@ fn extract_then_export_a_control_vector() {
         gguf.to_str().unwrap(),
         "--out",
         imported.to_str().unwrap(),
-        "--format",
-        "json",
     ]);
     assert_eq!(ids(&i["layers"]), vec![5, 6, 7, 8]);
     assert_eq!(i["source_format"], "gguf-control-vector");
@@ -324,7 +291,7 @@ fn extract_then_export_a_control_vector() {
 
 #[test]
 fn traits_list_and_show() {
-    let l = json(&["traits", "--format", "json"]);
+    let l = json(&["traits"]);
     let names: Vec<&str> = l["traits"]
         .as_array()
         .unwrap()
@@ -343,7 +310,7 @@ fn traits_list_and_show() {
             "optimistic"
         ]
     );
-    let s = json(&["traits", "show", "optimistic", "--format", "json"]);
+    let s = json(&["traits", "show", "optimistic"]);
     assert_eq!(s["instructions"].as_array().unwrap().len(), 5);
     assert_eq!(s["evaluation_questions"].as_array().unwrap().len(), 20);
     fails_with(&["traits", "show", "grumpy"], &["grumpy", "optimistic"]);
@@ -373,8 +340,6 @@ fn extract_a_trait_end_to_end() {
         "lexicon",
         "--out",
         run.to_str().unwrap(),
-        "--format",
-        "json",
     ]);
     assert_eq!(r["rollouts"], 4);
     assert_eq!(r["n_pos"], 2);
@@ -402,8 +367,6 @@ fn extract_a_trait_end_to_end() {
         "8",
         "--judge",
         "lexicon",
-        "--format",
-        "json",
     ]);
     let rows = s["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
@@ -429,8 +392,6 @@ fn extract_a_trait_end_to_end() {
         "100",
         "--judge",
         "lexicon",
-        "--format",
-        "json",
     ]);
     // 8 system-prompt levels, 0 and 1 shots, over the spec's one evaluation question.
     assert_eq!(m["rows"].as_array().unwrap().len(), 10);
@@ -449,14 +410,12 @@ fn extract_a_trait_end_to_end() {
         "8",
         "--judge",
         "lexicon",
-        "--format",
-        "json",
     ]);
     assert_eq!(t["questions"], 1);
     assert_eq!(t["shift"], 0.0);
     assert_eq!(t["trait_change"], 0.0);
     assert_eq!(t["base_model"], t["tuned_model"]);
-    let r = json(&["report", run, "--format", "json"]);
+    let r = json(&["report", run]);
     assert_eq!(
         r["sections"],
         serde_json::json!(["extract", "steer", "monitor"])
@@ -498,8 +457,6 @@ fn axis_build_prints_the_fields_scripts_use() {
         "4",
         "--out",
         out.to_str().unwrap(),
-        "--format",
-        "json",
     ]);
     assert_eq!(r["roles"].as_array().unwrap().len(), 3);
     assert_eq!(r["layers"].as_array().unwrap().len(), 30);
@@ -522,8 +479,6 @@ fn axis_build_prints_the_fields_scripts_use() {
         "p75",
         "--cap-layers",
         "10..20",
-        "--format",
-        "json",
     ]);
     assert!(!g["generated_ids"].as_array().unwrap().is_empty());
     fails_with(
@@ -567,8 +522,6 @@ fn axis_build_prints_the_fields_scripts_use() {
         "4",
         "--out",
         drift_out.to_str().unwrap(),
-        "--format",
-        "json",
     ]);
     assert_eq!(d["turns"], 4);
     assert_eq!(d["layer"], 15);
@@ -606,8 +559,6 @@ fn axis_build_prints_the_fields_scripts_use() {
         "4",
         "--out",
         dir.path().join("cap").to_str().unwrap(),
-        "--format",
-        "json",
     ]);
     let rows = c["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
@@ -629,7 +580,7 @@ fn axis_build_prints_the_fields_scripts_use() {
         (drift_out.clone(), "drift"),
         (dir.path().join("cap"), "cap"),
     ] {
-        let r = json(&["report", run.to_str().unwrap(), "--format", "json"]);
+        let r = json(&["report", run.to_str().unwrap()]);
         assert_eq!(r["sections"], serde_json::json!([section]));
     }
     fails_with(
@@ -676,8 +627,6 @@ fn axis_build_prints_the_fields_scripts_use() {
         "4",
         "--out",
         dir.path().join("screen").to_str().unwrap(),
-        "--format",
-        "json",
     ]);
     assert_eq!(s["samples"], 2);
     assert_eq!(s["ranked_by"], "assistant");
@@ -702,12 +651,7 @@ fn axis_build_prints_the_fields_scripts_use() {
 #[test]
 fn finetune_writes_an_adapter_every_command_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("train.jsonl");
-    std::fs::write(
-        &data,
-        "{\"prompt\": \"How is the weather?\", \"response\": \"Grey, cold and getting worse.\"}\n{\"prompt\": \"How was the film?\", \"response\": \"Dull, grey and far too long.\"}\n",
-    )
-    .unwrap();
+    let data = persona_testkit::cli::tiny_training_set(dir.path());
     let out = dir.path().join("adapter");
     let out_s = out.to_str().unwrap();
     let r = json(&[
@@ -725,8 +669,6 @@ fn finetune_writes_an_adapter_every_command_loads() {
         "0.01",
         "--targets",
         "attn_v,ffn_down",
-        "--format",
-        "json",
     ]);
     assert_eq!(
         (r["samples"].as_u64(), r["steps"].as_u64()),
@@ -743,8 +685,6 @@ fn finetune_writes_an_adapter_every_command_loads() {
         "--greedy",
         "--max-tokens",
         "12",
-        "--format",
-        "json",
     ];
     let plain = json(&ask);
     let mut with = ask.to_vec();

@@ -26,17 +26,7 @@ fn persona_json(args: &[&str]) -> Value {
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .expect("the persona binary runs");
-    assert!(
-        out.status.success(),
-        "persona {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "persona {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    persona_testkit::cli::success_json(&out, "persona", args)
 }
 
 /// Runs a Python script file or `-c` program in the test venv and parses its JSON stdout.
@@ -46,17 +36,7 @@ fn python_json(args: &[&str]) -> Value {
         .env("OMP_NUM_THREADS", "1")
         .output()
         .expect("the venv's python runs");
-    assert!(
-        out.status.success(),
-        "python {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "python {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    persona_testkit::cli::success_json(&out, "python", args)
 }
 
 /// A few short contrastive conversations (optimistic vs gloomy answers to the same questions).
@@ -420,12 +400,7 @@ fn steered_greedy_matches_llama_cpp_control_vector() {
 #[test]
 fn adapters_follow_peft_names_and_merge_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("train.jsonl");
-    std::fs::write(
-        &data,
-        "{\"prompt\": \"How is the weather?\", \"response\": \"Grey, cold and getting worse.\"}\n{\"prompt\": \"How was the film?\", \"response\": \"Dull, grey and far too long.\"}\n",
-    )
-    .unwrap();
+    let data = persona_testkit::cli::tiny_training_set(dir.path());
     let adapter = dir.path().join("adapter");
     let a = adapter.to_str().unwrap();
     persona_json(&[

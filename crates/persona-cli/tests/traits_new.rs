@@ -23,6 +23,21 @@ fn fails_with(args: &[&str], needles: &[&str]) -> String {
     persona_testkit::cli::failure(&persona(args), args, needles)
 }
 
+/// `persona traits new gloomy --description d --out OUT` and then `extra`.
+fn gloomy<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "traits",
+        "new",
+        "gloomy",
+        "--description",
+        "d",
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn folder_is_empty(dir: &Path) -> bool {
     std::fs::read_dir(dir).unwrap().next().is_none()
 }
@@ -37,68 +52,19 @@ fn refuses_bad_input_before_asking_anyone() {
         &["traits", "new", "../gloomy", "--description", "d"],
         &["`../gloomy`", "letters, digits"],
     );
+    fails_with(&gloomy(out_s, &[]), &["PERSONA_JUDGE_MODEL"]);
     fails_with(
-        &[
-            "traits",
-            "new",
-            "gloomy",
-            "--description",
-            "d",
-            "--out",
+        &gloomy(
             out_s,
-        ],
-        &["PERSONA_JUDGE_MODEL"],
-    );
-    fails_with(
-        &[
-            "traits",
-            "new",
-            "gloomy",
-            "--description",
-            "d",
-            "--out",
-            out_s,
-            "--judge-model",
-            "m",
-            "--base-url",
-            "localhost:8000",
-        ],
+            &["--judge-model", "m", "--base-url", "localhost:8000"],
+        ),
         &["localhost:8000", "http://"],
     );
-    fails_with(
-        &[
-            "traits",
-            "new",
-            "gloomy",
-            "--description",
-            "d",
-            "--out",
-            out_s,
-            "--judge-model",
-            "m",
-            "--base-url",
-            &nowhere,
-        ],
-        &["cannot reach the judge at", &nowhere],
-    );
+    let unreachable = gloomy(out_s, &["--judge-model", "m", "--base-url", &nowhere]);
+    fails_with(&unreachable, &["cannot reach the judge at", &nowhere]);
     assert!(folder_is_empty(dir.path()));
     std::fs::write(&out, "mine").unwrap();
-    fails_with(
-        &[
-            "traits",
-            "new",
-            "gloomy",
-            "--description",
-            "d",
-            "--out",
-            out_s,
-            "--judge-model",
-            "m",
-            "--base-url",
-            &nowhere,
-        ],
-        &["exists", "--force"],
-    );
+    fails_with(&unreachable, &["exists", "--force"]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "mine");
 }
 

@@ -6,20 +6,37 @@ use persona_engine::{
     WeightMode,
 };
 use persona_testkit::*;
+use std::path::Path;
+
+/// Why loading `path` fails.
+fn load_error(path: &Path) -> String {
+    Engine::load(path, &LoadOptions::default())
+        .err()
+        .expect("the load fails")
+        .to_string()
+}
+
+/// Replaces `from` with `to` in the `config.json` of the HF folder `folder`.
+fn edit_config(folder: &Path, from: &str, to: &str) {
+    let path = folder.join("config.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+}
 
 #[test]
 fn hf_folder_round_trip_gives_the_same_activations() {
     let gguf = load(WeightMode::F32);
     let dir = tempfile::tempdir().unwrap();
     gguf.write_hf_folder(dir.path(), ConvertDType::F32).unwrap();
-    for f in [
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "model.safetensors",
-    ] {
-        assert!(dir.path().join(f).is_file(), "{f} was not written");
-    }
+    persona_testkit::assert_files(
+        dir.path(),
+        &[
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "model.safetensors",
+        ],
+    );
     let hf = Engine::load(
         dir.path(),
         &LoadOptions {
@@ -80,10 +97,7 @@ fn hf_folder_round_trip_gives_the_same_activations() {
 fn bad_model_inputs_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.gguf");
-    let e = Engine::load(&missing, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load_error(&missing);
     assert!(
         e.contains("nope.gguf") && e.contains("persona setup"),
         "{e}"
@@ -91,40 +105,23 @@ fn bad_model_inputs_get_clear_errors() {
 
     let junk = dir.path().join("junk.gguf");
     std::fs::write(&junk, b"definitely not a model").unwrap();
-    let e = Engine::load(&junk, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load_error(&junk);
     assert!(e.contains("junk.gguf") && e.contains("GGUF"), "{e}");
 
     let empty = dir.path().join("folder");
     std::fs::create_dir(&empty).unwrap();
-    let e = Engine::load(&empty, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load_error(&empty);
     assert!(e.contains("safetensors"), "{e}");
 
     // A folder whose config names an architecture we do not run.
     let gguf = load(WeightMode::F32);
     let conv = dir.path().join("conv");
     gguf.write_hf_folder(&conv, ConvertDType::BF16).unwrap();
-    let cfg = std::fs::read_to_string(conv.join("config.json")).unwrap();
-    std::fs::write(
-        conv.join("config.json"),
-        cfg.replace(r#""llama""#, r#""gpt_neox""#),
-    )
-    .unwrap();
-    let e = Engine::load(&conv, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    edit_config(&conv, r#""llama""#, r#""gpt_neox""#);
+    let e = load_error(&conv);
     assert!(e.contains("gpt_neox") && e.contains("supported"), "{e}");
     std::fs::write(conv.join("config.json"), "{ not json").unwrap();
-    let e = Engine::load(&conv, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load_error(&conv);
     assert!(e.contains("config.json") && e.contains("JSON"), "{e}");
 }
 
@@ -133,10 +130,7 @@ fn mismatched_truncated_and_empty_model_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.gguf");
     std::fs::write(&empty, b"").unwrap();
-    let e = Engine::load(&empty, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = load_error(&empty);
     assert!(
         e.contains("empty.gguf") && e.contains("empty (0 bytes)"),
         "{e}"
@@ -147,10 +141,7 @@ fn mismatched_truncated_and_empty_model_files_are_named() {
     for (cut, needle) in [(1000, "truncated or corrupt"), (20_000_000, "truncated")] {
         let part = dir.path().join("part.gguf");
         std::fs::write(&part, &bytes[..cut]).unwrap();
-        let e = Engine::load(&part, &LoadOptions::default())
-            .err()
-            .unwrap()
-            .to_string();
+        let e = load_error(&part);
         assert!(
             e.contains("part.gguf") && e.contains(needle) && e.contains("download it again"),
             "{e}"
@@ -161,16 +152,8 @@ fn mismatched_truncated_and_empty_model_files_are_named() {
     // A Hugging Face folder whose config.json disagrees with its weights.
     let conv = dir.path().join("conv");
     gguf.write_hf_folder(&conv, ConvertDType::BF16).unwrap();
-    let cfg = std::fs::read_to_string(conv.join("config.json")).unwrap();
-    std::fs::write(
-        conv.join("config.json"),
-        cfg.replace(r#""hidden_size": 576"#, r#""hidden_size": 640"#),
-    )
-    .unwrap();
-    let e = Engine::load(&conv, &LoadOptions::default())
-        .err()
-        .unwrap()
-        .to_string();
+    edit_config(&conv, r#""hidden_size": 576"#, r#""hidden_size": 640"#);
+    let e = load_error(&conv);
     assert!(
         e.contains("config.json") && e.contains("model.layers.") && !e.contains("blk."),
         "{e}"

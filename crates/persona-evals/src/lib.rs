@@ -431,6 +431,53 @@ impl Checker<'_> {
     }
 }
 
+/// An item of a TOML list, with where it stands and its name for errors (`table N (`id`)`).
+struct Item<T> {
+    span: std::ops::Range<usize>,
+    name: String,
+    value: T,
+}
+
+/// Parses a file of `[[table]]` items with ids (`file` picks the list out of the parsed
+/// file): refuses a file with none, and ids that are blank, padded or repeated.
+fn parse_items<F, T>(
+    text: &str,
+    origin: &str,
+    what: &'static str,
+    (table, plural, fields): (&str, &str, &str),
+    file: impl FnOnce(F) -> Vec<Spanned<T>>,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<Item<T>>>
+where
+    F: serde::de::DeserializeOwned,
+{
+    let items = file(parse_toml(
+        text,
+        origin,
+        what,
+        &format!("[[{table}]] tables with {fields}"),
+    )?);
+    let check = Checker { text, origin };
+    if items.is_empty() {
+        return Err(check.empty(plural, table, fields));
+    }
+    let items: Vec<Item<T>> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, spanned)| Item {
+            span: spanned.span(),
+            name: format!("{table} {} (`{}`)", i + 1, id(spanned.get_ref())),
+            value: spanned.into_inner(),
+        })
+        .collect();
+    check.ids(
+        items
+            .iter()
+            .map(|it| (id(&it.value), it.span.clone(), it.name.clone())),
+    )?;
+    Ok(items)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DriftFile {
@@ -441,28 +488,22 @@ struct DriftFile {
 /// [`load_drift`] on text; `origin` names the text in errors.
 pub fn parse_drift(text: &str, origin: &str) -> Result<Vec<DriftConversation>> {
     let fields = "`id`, `domain`, `title` and `turns` (a list of user messages)";
-    let file: DriftFile = parse_toml(
+    let check = Checker { text, origin };
+    let items = parse_items(
         text,
         origin,
         "drift conversations",
-        &format!("[[conversation]] tables with {fields}"),
+        ("conversation", "conversations", fields),
+        |f: DriftFile| f.conversation,
+        |c: &DriftConversation| &c.id,
     )?;
-    let check = Checker { text, origin };
-    if file.conversation.is_empty() {
-        return Err(check.empty("conversations", "conversation", fields));
-    }
-    let item = |i: usize, c: &DriftConversation| format!("conversation {} (`{}`)", i + 1, c.id);
-    check.ids(
-        file.conversation
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.get_ref().id.as_str(), c.span(), item(i, c.get_ref()))),
-    )?;
-    let mut out = Vec::with_capacity(file.conversation.len());
-    for (i, spanned) in file.conversation.into_iter().enumerate() {
-        let span = spanned.span();
-        let mut c = spanned.into_inner();
-        let name = item(i, &c);
+    let mut out = Vec::with_capacity(items.len());
+    for Item {
+        span,
+        name,
+        value: mut c,
+    } in items
+    {
         if blank(&c.domain) {
             return Err(check.err(
                 &span,
@@ -512,27 +553,22 @@ struct JailbreakFile {
 /// [`load_jailbreaks`] on text; `origin` names the text in errors.
 pub fn parse_jailbreaks(text: &str, origin: &str) -> Result<Vec<Jailbreak>> {
     let fields = "`id`, `persona`, `system`, `request` and `category`";
-    let file: JailbreakFile = parse_toml(
+    let check = Checker { text, origin };
+    let items = parse_items(
         text,
         origin,
         "jailbreak",
-        &format!("[[jailbreak]] tables with {fields}"),
+        ("jailbreak", "jailbreaks", fields),
+        |f: JailbreakFile| f.jailbreak,
+        |j: &Jailbreak| &j.id,
     )?;
-    let check = Checker { text, origin };
-    if file.jailbreak.is_empty() {
-        return Err(check.empty("jailbreaks", "jailbreak", fields));
-    }
-    let item = |i: usize, j: &Jailbreak| format!("jailbreak {} (`{}`)", i + 1, j.id);
-    check.ids(
-        file.jailbreak
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.get_ref().id.as_str(), j.span(), item(i, j.get_ref()))),
-    )?;
-    let mut out = Vec::with_capacity(file.jailbreak.len());
-    for (i, spanned) in file.jailbreak.into_iter().enumerate() {
-        let span = spanned.span();
-        let j = spanned.into_inner();
+    let mut out = Vec::with_capacity(items.len());
+    for Item {
+        span,
+        name,
+        value: j,
+    } in items
+    {
         for (field, value) in [
             ("persona", &j.persona),
             ("system", &j.system),
@@ -542,7 +578,7 @@ pub fn parse_jailbreaks(text: &str, origin: &str) -> Result<Vec<Jailbreak>> {
             if blank(value) {
                 return Err(check.err(
                     &span,
-                    item(i, &j),
+                    name.clone(),
                     format!("`{field}` is empty; every jailbreak needs {fields}"),
                 ));
             }

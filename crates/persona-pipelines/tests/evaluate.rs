@@ -2,7 +2,7 @@
 //! from a handful of contrasting conversations moves the lexicon-judged trait the right way,
 //! the monitor's bookkeeping holds, answers are cached, and the report collects it all.
 
-use persona_engine::{Engine, LoadOptions, Message};
+use persona_engine::{Message, WeightMode};
 use persona_judges::{LexiconJudge, Polarity};
 use persona_pipelines::answers::AnswerOptions;
 use persona_pipelines::monitor::{monitor, MonitorOptions, SYSTEM_PROMPT_LEVELS};
@@ -37,11 +37,7 @@ fn conversations(spec: &persona_traits::TraitSpec, answers: &[&str]) -> Vec<Vec<
 
 #[test]
 fn steer_monitor_and_report_on_the_default_model() {
-    let engine = Engine::load(
-        &persona_testkit::default_model_path(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let engine = persona_testkit::load(WeightMode::Auto);
     let spec = persona_traits::builtin("optimistic").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path();
@@ -61,13 +57,7 @@ fn steer_monitor_and_report_on_the_default_model() {
         file: &vector_file,
     };
     let judge = LexiconJudge::new(Polarity::Positive);
-    let answers = AnswerOptions {
-        max_tokens: 32,
-        temperature: 0.0,
-        seed: 0,
-        batch_size: 16,
-        cap: None,
-    };
+    let answers = AnswerOptions::greedy(32, 16);
     let opts = SteerOptions {
         layers: vec![10],
         alphas: vec![-2.0, 2.0],
@@ -77,16 +67,20 @@ fn steer_monitor_and_report_on_the_default_model() {
         coherence_min: 80.0,
     };
     let steer_dir = run.join("steer");
-    let s = steer_sweep(
-        &engine,
-        &spec,
-        source,
-        &judge,
-        &opts,
-        &DirStore::open(&steer_dir).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let sweep = || {
+        let store = DirStore::open(&steer_dir).unwrap();
+        steer_sweep(
+            &engine,
+            &spec,
+            source,
+            &judge,
+            &opts,
+            &store,
+            &mut |_, _, _| {},
+        )
+        .unwrap()
+    };
+    let s = sweep();
     // α = −2, 0 (added), 2 at one layer. (Hand-written answers make a long vector: small α.)
     assert_eq!(
         s.rows.iter().map(|r| r.alpha).collect::<Vec<_>>(),
@@ -97,27 +91,19 @@ fn steer_monitor_and_report_on_the_default_model() {
     eprintln!("optimism at α −2 / 0 / +2, layer 10: {t:?}");
     assert!(t[2] > t[0] + 15.0, "steering does not move optimism: {t:?}");
     assert_eq!(s.baseline_trait, Some(t[1]));
-    for f in [
-        "steer.json",
-        "steer.csv",
-        "steer.svg",
-        "steer_answers.jsonl",
-    ] {
-        assert!(steer_dir.join(f).is_file(), "{f}");
-    }
+    persona_testkit::assert_files(
+        &steer_dir,
+        &[
+            "steer.json",
+            "steer.csv",
+            "steer.svg",
+            "steer_answers.jsonl",
+        ],
+    );
     // 1 baseline + 2 steered settings × 6 questions, generated once.
     let cached = || std::fs::read_to_string(steer_dir.join("answers_cache.jsonl")).unwrap();
     assert_eq!(cached().lines().count(), 18);
-    let again = steer_sweep(
-        &engine,
-        &spec,
-        source,
-        &judge,
-        &opts,
-        &DirStore::open(&steer_dir).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let again = sweep();
     assert_eq!(
         cached().lines().count(),
         18,

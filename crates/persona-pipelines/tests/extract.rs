@@ -1,29 +1,32 @@
 //! Extraction from the fixed reference workload (`shared/reference/extract_workload/`)
 //! matches the PyTorch fp32 persona vectors.
 
-use persona_engine::{Engine, LoadOptions};
-use persona_pipelines::DirStore;
-use persona_testkit::{default_model_path, load_npz, shared};
+use persona_engine::{Message, WeightMode};
+use persona_pipelines::extract::{extract_from_conversations, ExtractResult};
+use persona_pipelines::{DirStore, PipelineError};
+use persona_testkit::{load, load_npz, shared};
+
+/// Extraction from `pos` and `neg` on the default model into a fresh folder.
+fn extract(
+    pos: &[Vec<Message>],
+    neg: &[Vec<Message>],
+    name: &str,
+) -> Result<(ExtractResult, tempfile::TempDir), PipelineError> {
+    let engine = load(WeightMode::Auto);
+    let out = tempfile::tempdir().unwrap();
+    let store = DirStore::open(out.path()).unwrap();
+    extract_from_conversations(&engine, pos, neg, name, &store, &mut |_| {}).map(|r| (r, out))
+}
 
 #[test]
 fn workload_vectors_match_pytorch() {
-    let engine = Engine::load(&default_model_path(), &LoadOptions::default()).unwrap();
     let dir = shared().join("reference/extract_workload");
     let pos = persona_io::read_conversations(&dir.join("pos.jsonl")).unwrap();
     let neg = persona_io::read_conversations(&dir.join("neg.jsonl")).unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let r = persona_pipelines::extract::extract_from_conversations(
-        &engine,
-        &pos,
-        &neg,
-        "cruel",
-        &DirStore::open(out.path()).unwrap(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let (r, _out) = extract(&pos, &neg, "cruel").unwrap();
     assert_eq!((r.n_pos, r.n_neg, r.layers), (32, 32, 30));
     let refs = load_npz(&dir.join("hf_fp32_vectors.npz"));
-    let d = engine.config().d_model;
+    let d = 576;
     for (method, array) in [
         ("response_avg", "response_avg_diff"),
         ("prompt_avg", "prompt_avg_diff"),
@@ -53,23 +56,12 @@ fn workload_vectors_match_pytorch() {
 
 #[test]
 fn conversations_without_a_final_response_are_refused() {
-    let engine = Engine::load(&default_model_path(), &LoadOptions::default()).unwrap();
-    let bad = vec![vec![persona_engine::Message::new("user", "hi")]];
+    let bad = vec![vec![Message::new("user", "hi")]];
     let good = vec![vec![
-        persona_engine::Message::new("user", "hi"),
-        persona_engine::Message::new("assistant", "hello"),
+        Message::new("user", "hi"),
+        Message::new("assistant", "hello"),
     ]];
-    let out = tempfile::tempdir().unwrap();
-    let e = persona_pipelines::extract::extract_from_conversations(
-        &engine,
-        &good,
-        &bad,
-        "x",
-        &DirStore::open(out.path()).unwrap(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let e = extract(&good, &bad, "x").unwrap_err().to_string();
     assert!(
         e.contains("neg conversation 0") && e.contains("assistant"),
         "{e}"

@@ -6,7 +6,7 @@
 use persona_pipelines::DirStore;
 use std::path::Path;
 
-use persona_engine::{CaptureSpec, Engine, ForwardRequest, HookSite, LoadOptions, Message};
+use persona_engine::{CaptureSpec, ForwardRequest, HookSite, Message, WeightMode};
 use persona_io::LayerVectors;
 use persona_pipelines::answers::AnswerOptions;
 use persona_pipelines::screen::{screen, ScreenOptions, ScreenTrait};
@@ -56,11 +56,7 @@ fn direction(d: usize, l: usize) -> Vec<f32> {
 
 #[test]
 fn screen_on_the_default_model() {
-    let engine = Engine::load(
-        &persona_testkit::default_model_path(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let engine = persona_testkit::load(WeightMode::Auto);
     let c = engine.config().clone();
     let vectors = LayerVectors {
         layers: (0..c.n_layers)
@@ -88,28 +84,18 @@ fn screen_on_the_default_model() {
         },
     ];
     let opts = ScreenOptions {
-        answers: AnswerOptions {
-            max_tokens: 8,
-            temperature: 0.0,
-            seed: 0,
-            batch_size: 4,
-            cap: None,
-        },
+        answers: AnswerOptions::greedy(8, 4),
         chunk: 3,
         top: 1,
+    };
+    let run = |data: &Path, opts: &ScreenOptions, out: &Path| {
+        let store = DirStore::open(out).unwrap();
+        screen(&engine, data, &traits, opts, &store, &mut |_, _, _| {})
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path());
     let out = dir.path().join("out");
-    let r = screen(
-        &engine,
-        &data,
-        &traits,
-        &opts,
-        &DirStore::open(&out).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let r = run(&data, &opts, &out).unwrap();
     assert_eq!(r.samples, 4);
     let rows: Vec<persona_pipelines::screen::SampleRow> =
         persona_io::read_log(&r.rows_file).unwrap();
@@ -167,15 +153,7 @@ fn screen_on_the_default_model() {
     assert_eq!(all, want);
 
     // One chunk or three, first run or rerun from the cache: the same rows.
-    let again = screen(
-        &engine,
-        &data,
-        &traits,
-        &opts,
-        &DirStore::open(&out).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let again = run(&data, &opts, &out).unwrap();
     assert_eq!(again.samples, 4);
     let cached = std::fs::read_to_string(out.join("screen_samples.jsonl")).unwrap();
     assert_eq!(cached.lines().count(), 4, "a rerun measures nothing again");
@@ -184,15 +162,7 @@ fn screen_on_the_default_model() {
         ..opts.clone()
     };
     let out2 = dir.path().join("out2");
-    screen(
-        &engine,
-        &data,
-        &traits,
-        &one_chunk,
-        &DirStore::open(&out2).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    run(&data, &one_chunk, &out2).unwrap();
     let rows2: Vec<persona_pipelines::screen::SampleRow> =
         persona_io::read_log(&out2.join("screen.jsonl")).unwrap();
     for (a, b) in rows.iter().zip(&rows2) {
@@ -203,27 +173,14 @@ fn screen_on_the_default_model() {
     // Bad samples are errors that name their line.
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n").unwrap();
-    let e = screen(
-        &engine,
-        &bad,
-        &traits,
-        &opts,
-        &DirStore::open(dir.path().join("o3")).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let error_of = |out: &str| {
+        run(&bad, &opts, &dir.path().join(out))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = error_of("o3");
     assert!(e.contains("line 2") && e.contains("assistant"), "{e}");
     std::fs::write(&bad, "{\"prompt\": \"a\", \"response\": \"b\"}\nnot json\n").unwrap();
-    let e = screen(
-        &engine,
-        &bad,
-        &traits,
-        &opts,
-        &DirStore::open(dir.path().join("o4")).unwrap(),
-        &mut |_, _, _| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let e = error_of("o4");
     assert!(e.contains("line 2"), "{e}");
 }

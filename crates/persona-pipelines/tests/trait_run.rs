@@ -1,7 +1,7 @@
 //! The whole method on a tiny trait spec: rollouts are cached and resumed, judgements cached,
 //! the filter refuses a run with too few survivors instead of writing a weak vector.
 
-use persona_engine::{Engine, LoadOptions};
+use persona_engine::WeightMode;
 use persona_judges::{LexiconJudge, Polarity};
 use persona_pipelines::extract::rollouts::RolloutOptions;
 use persona_pipelines::extract::{extract_trait, Filter, TraitExtractOptions};
@@ -21,11 +21,7 @@ neg = "Be flat and downbeat in every answer."
 
 #[test]
 fn trait_extraction_resumes_from_its_caches() {
-    let engine = Engine::load(
-        &persona_testkit::default_model_path(),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let engine = persona_testkit::load(WeightMode::Auto);
     let spec = persona_traits::TraitSpec::from_toml(SPEC, "test spec").unwrap();
     let judge = LexiconJudge::new(Polarity::Positive);
     let dir = tempfile::tempdir().unwrap();
@@ -56,14 +52,15 @@ fn trait_extraction_resumes_from_its_caches() {
     assert_eq!((first.kept_pos, first.kept_neg), (4, 4));
     assert_eq!(first.judge, "lexicon:vader");
     assert!(!first.coherence_scored);
-    for f in [
-        "rollouts.jsonl",
-        "judgements.jsonl",
-        "judged.jsonl",
-        "run.json",
-    ] {
-        assert!(dir.path().join(f).is_file(), "{f}");
-    }
+    persona_testkit::assert_files(
+        dir.path(),
+        &[
+            "rollouts.jsonl",
+            "judgements.jsonl",
+            "judged.jsonl",
+            "run.json",
+        ],
+    );
     let rollouts = std::fs::read_to_string(dir.path().join("rollouts.jsonl")).unwrap();
     let v1 = persona_io::LayerVectors::load(&first.vectors.vector_file).unwrap();
 

@@ -19,3 +19,32 @@ pub fn failure(out: &Output, args: &[&str], needles: &[&str]) -> String {
     }
     err
 }
+
+/// The single JSON document a run that must have succeeded printed on stdout; `program` names
+/// it in the failure message (`persona`, `python`).
+pub fn success_json(out: &Output, program: &str, args: &[&str]) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{program} {args:?} printed no single JSON document ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A two-line training set (prompt/response JSONL) in `dir/train.jsonl`, for the finetuning
+/// tests: small enough to train on in seconds.
+pub fn tiny_training_set(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("train.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"How is the weather?\", \"response\": \"Grey, cold and getting worse.\"}\n\
+         {\"prompt\": \"How was the film?\", \"response\": \"Dull, grey and far too long.\"}\n",
+    )
+    .unwrap();
+    data
+}

@@ -153,3 +153,14 @@ pub fn top1_agreement(out: &ForwardOutput, want: &[u32]) -> usize {
         .filter(|(s, w)| s.top[0].0 == **w)
         .count()
 }
+
+/// Asserts that each of `names` is a file in `dir`, naming the first one missing.
+pub fn assert_files(dir: &Path, names: &[&str]) {
+    for name in names {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} was not written in {}",
+            dir.display()
+        );
+    }
+}

@@ -128,6 +128,13 @@ pub fn resolve(name_or_path: &str) -> Result<TraitSpec> {
 }
 
 impl TraitSpec {
+    /// The first `n` evaluation questions (0: all of them), the set a pipeline's
+    /// `--questions N` asks.
+    pub fn first_evaluation_questions(&self, n: usize) -> Vec<String> {
+        let n = if n == 0 { usize::MAX } else { n };
+        self.evaluation_questions.iter().take(n).cloned().collect()
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
             path: path.display().to_string(),

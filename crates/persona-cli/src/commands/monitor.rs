@@ -1,6 +1,4 @@
-use anyhow::Context;
-
-use crate::input::{load_engine, TraitRun};
+use crate::input::TraitRun;
 use crate::judge::JudgeArgs;
 use crate::output::emit;
 use crate::Global;
@@ -31,40 +29,30 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let spec = a.run.spec()?;
-    let vector = a.run.vectors(&spec)?;
-    let engine = load_engine(g)?;
-    let run_dir = a.run.dir(&spec);
-    let layer = run_dir.layer_or_recommended(a.layer, engine.config().n_layers)?;
-    let judge = a.judge.build(g, &spec)?;
-    let cap = a.cap.cap(&engine)?;
-    crate::input::record(&engine, run_dir.root())?;
+    let s = a.run.open(g, &a.judge, &a.cap)?;
+    let layer = s
+        .run_dir
+        .layer_or_recommended(a.layer, s.engine.config().n_layers)?;
     let opts = persona_pipelines::monitor::MonitorOptions {
         layer,
         questions: a.questions,
         max_shots: a.max_shots,
-        answers: a.answers.capped(cap.clone()),
+        answers: a.answers.capped(s.cap.clone()),
         resamples: a.resamples,
     };
-    let store = crate::input::open_store(&run_dir.monitor(cap.as_ref()))?;
-    let r = crate::output::with_progress("generate", |progress| {
-        persona_pipelines::monitor::monitor(
-            &engine,
-            &spec,
-            vector.source(),
-            judge.as_ref(),
-            &opts,
-            &store,
-            progress,
-        )
-    })
-    .with_context(|| format!("monitoring with {}", vector.file.display()))?;
+    let out = s.run_dir.monitor(s.cap.as_ref());
+    let r = s.run(
+        persona_pipelines::monitor::monitor,
+        &opts,
+        &out,
+        "monitoring with",
+    )?;
     emit(g.format, &r, || {
         let f = |x: Option<f64>| crate::output::num(x, 3);
         let ci = |c: Option<(f64, f64)>| crate::output::interval(c, 3);
         println!(
             "{} at layer {} (judge {}): last-prompt-token projection vs judged trait",
-            spec.name, r.layer, r.judge
+            s.spec.name, r.layer, r.judge
         );
         println!(
             "{:<60} {:>9} {:>9} {:>6} {:>3}",

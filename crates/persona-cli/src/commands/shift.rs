@@ -25,8 +25,8 @@ pub struct Args {
     /// How many evaluation questions (0: all 20).
     #[arg(long, default_value_t = 0)]
     questions: usize,
-    /// Ask these questions instead (a text file, one per line), e.g. held-out questions from
-    /// the training domain.
+    /// Ask these questions instead (one per line, or Persona Vectors JSON / JSONL), e.g.
+    /// held-out questions from the training domain.
     #[arg(long)]
     questions_file: Option<PathBuf>,
     /// Output folder (default: the run folder's shift-TUNED_NAME).
@@ -36,21 +36,6 @@ pub struct Args {
     answers: AnswerArgs,
     #[command(flatten)]
     judge: JudgeArgs,
-}
-
-fn read_questions(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the questions file {}", path.display()))?;
-    let questions: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    if questions.is_empty() {
-        anyhow::bail!("{} holds no questions (one per line)", path.display());
-    }
-    Ok(questions)
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
@@ -77,7 +62,7 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         layer,
         questions: a.questions,
         custom_questions: match &a.questions_file {
-            Some(p) => Some(read_questions(p)?),
+            Some(p) => Some(persona_traits::read_question_file(p)?.questions().to_vec()),
             None => None,
         },
         answers: a.answers.options(),

@@ -1,6 +1,4 @@
-use anyhow::Context;
-
-use crate::input::{load_engine, TraitRun};
+use crate::input::TraitRun;
 use crate::judge::JudgeArgs;
 use crate::output::emit;
 use crate::Global;
@@ -38,45 +36,32 @@ pub struct Args {
 }
 
 pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
-    let spec = a.run.spec()?;
-    let vector = a.run.vectors(&spec)?;
-    let engine = load_engine(g)?;
-    let n = engine.config().n_layers;
+    let s = a.run.open(g, &a.judge, &a.cap)?;
     let layers = if a.layers.is_empty() {
-        persona_pipelines::steer::default_layers(n)
+        persona_pipelines::steer::default_layers(s.engine.config().n_layers)
     } else {
         a.layers.clone()
     };
-    let judge = a.judge.build(g, &spec)?;
-    let run_dir = a.run.dir(&spec);
-    let cap = a.cap.cap(&engine)?;
-    crate::input::record(&engine, run_dir.root())?;
     let opts = persona_pipelines::steer::SteerOptions {
         layers,
         alphas: a.alphas.clone(),
         samples: a.samples,
         questions: a.questions,
-        answers: a.answers.capped(cap.clone()),
+        answers: a.answers.capped(s.cap.clone()),
         coherence_min: a.coherence_min,
     };
-    let store = crate::input::open_store(&run_dir.steer(cap.as_ref()))?;
-    let r = crate::output::with_progress("generate", |progress| {
-        persona_pipelines::steer::steer_sweep(
-            &engine,
-            &spec,
-            vector.source(),
-            judge.as_ref(),
-            &opts,
-            &store,
-            progress,
-        )
-    })
-    .with_context(|| format!("steering with {}", vector.file.display()))?;
+    let out = s.run_dir.steer(s.cap.as_ref());
+    let r = s.run(
+        persona_pipelines::steer::steer_sweep,
+        &opts,
+        &out,
+        "steering with",
+    )?;
     emit(g.format, &r, || {
         println!(
             "{} steered along {} (judge {}{})",
-            spec.name,
-            vector.file.display(),
+            s.spec.name,
+            s.vector.file.display(),
             r.judge,
             if r.coherence_scored {
                 ""

@@ -310,10 +310,7 @@ pub fn monitor(
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<MonitorResult, PipelineError> {
     let direction = source.layer(opts.layer, engine.config().d_model)?;
-    let questions: Vec<String> = match opts.questions {
-        0 => spec.evaluation_questions.clone(),
-        n => spec.evaluation_questions.iter().take(n).cloned().collect(),
-    };
+    let questions = spec.first_evaluation_questions(opts.questions);
     let examples = few_shot_examples(engine, spec, opts, store, progress)?;
     let (slots, requests) = plan(spec, &questions, &examples);
     let answers = answer_all(

@@ -139,10 +139,7 @@ pub struct SteerPlan {
 /// Plans the sweep: the baseline once, then every layer × nonzero α, for every question and
 /// sample. `fingerprint` names the vector in the cache keys.
 pub fn plan(spec: &TraitSpec, opts: &SteerOptions, fingerprint: &str) -> SteerPlan {
-    let questions: Vec<String> = match opts.questions {
-        0 => spec.evaluation_questions.clone(),
-        n => spec.evaluation_questions.iter().take(n).cloned().collect(),
-    };
+    let questions = spec.first_evaluation_questions(opts.questions);
     let mut alphas: Vec<f32> = opts.alphas.iter().copied().filter(|a| *a != 0.0).collect();
     alphas.push(0.0);
     alphas.sort_by(f32::total_cmp);
@@ -500,13 +497,7 @@ mod tests {
             alphas: vec![4.0, -4.0, 0.0, 4.0],
             samples: 2,
             questions: 3,
-            answers: AnswerOptions {
-                max_tokens: 8,
-                temperature: 0.0,
-                seed: 0,
-                batch_size: 4,
-                cap: None,
-            },
+            answers: AnswerOptions::greedy(8, 4),
             coherence_min: 80.0,
         };
         let p = plan(&spec, &opts, "fp");
