@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file::write_atomic;
 use crate::config::{ModelConfig, RopeStyle};
-use crate::convert::write_atomic;
 use crate::error::{EngineError, Result};
-use crate::model::TensorSource;
-use crate::weights::RawTensor;
+use crate::hf::{hf_name, reorder_rows};
+use crate::weights::{RawTensor, TensorSource};
 
 /// The projections an adapter may update, in GGUF naming.
 pub const LORA_TARGETS: [&str; 7] = [
@@ -45,7 +45,7 @@ fn peft_module(part: &str) -> Option<&'static str> {
 }
 
 fn peft_prefix(layer: usize, part: &str) -> Option<String> {
-    let hf = crate::hf::hf_name(&format!("blk.{layer}.{part}.weight"))?;
+    let hf = hf_name(&format!("blk.{layer}.{part}.weight"))?;
     Some(format!("base_model.model.{}", hf.strip_suffix(".weight")?))
 }
 
@@ -82,23 +82,6 @@ fn causal_lm() -> String {
 
 fn no_bias() -> String {
     "none".into()
-}
-
-/// Reorders q/k rows between llama.cpp's interleaved-RoPE layout and Hugging Face's.
-pub(crate) fn reorder_rows(
-    w: &Tensor,
-    heads: usize,
-    head_dim: usize,
-    to_hf: bool,
-) -> Result<Tensor> {
-    let dims = w.dims().to_vec();
-    let rest: usize = dims[1..].iter().product();
-    let t = if to_hf {
-        w.reshape((heads, head_dim / 2, 2, rest))?
-    } else {
-        w.reshape((heads, 2, head_dim / 2, rest))?
-    };
-    Ok(t.transpose(1, 2)?.contiguous()?.reshape(dims)?)
 }
 
 fn row_heads(config: &ModelConfig, part: &str) -> Option<usize> {
@@ -337,44 +320,4 @@ pub struct DenseWeights {
     /// The model's RoPE tables `[context, head_dim / 2]`: cos and sin of position × frequency.
     pub rope_cos: Tensor,
     pub rope_sin: Tensor,
-}
-
-impl crate::engine::Engine {
-    /// The weights as dense f32 tensors. Exact in the `f32` weight layout; the other layouts
-    /// keep only rounded copies of some weights, so load with `WeightMode::F32` to train.
-    pub fn dense_weights(&self) -> Result<DenseWeights> {
-        let model = self.model();
-        let dev = &model.device;
-        let blocks = model
-            .blocks()
-            .iter()
-            .map(|b| {
-                let norms: BTreeMap<&str, Tensor> =
-                    b.norms().into_iter().map(|(n, t)| (n, t.clone())).collect();
-                let linears = b
-                    .linears()
-                    .into_iter()
-                    .map(|(part, lin)| {
-                        Ok((part.to_string(), (lin.to_dense(dev)?, lin.bias().cloned())))
-                    })
-                    .collect::<Result<_>>()?;
-                Ok(DenseBlock {
-                    attn_norm: norms["attn_norm"].clone(),
-                    mlp_norm: norms["ffn_norm"].clone(),
-                    q_norm: norms.get("attn_q_norm").cloned(),
-                    k_norm: norms.get("attn_k_norm").cloned(),
-                    linears,
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(DenseWeights {
-            config: model.config.clone(),
-            embed: model.embed_table().clone(),
-            blocks,
-            final_norm: model.final_norm().clone(),
-            lm_head: model.lm_head().to_dense(dev)?,
-            rope_cos: model.rope_tables().0.clone(),
-            rope_sin: model.rope_tables().1.clone(),
-        })
-    }
 }

@@ -3,10 +3,9 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::chunk::{ChunkContext, Layout};
 use crate::error::{EngineError, Result};
 use crate::hooks::{CaptureSpec, HookSite, SequenceCaptures, SiteCapture};
-use crate::intervene::ChunkContext;
-use crate::model::Layout;
 
 pub(crate) struct CaptureState {
     spec: CaptureSpec,

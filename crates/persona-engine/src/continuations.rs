@@ -5,10 +5,11 @@
 
 use candle_core::Tensor;
 
+use crate::chunk::Layout;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::hooks::CaptureSpec;
-use crate::model::{Layout, LogitsWanted};
+use crate::model::LogitsWanted;
 
 /// The longest continuation [`Engine::branch_logprobs`] runs (its cache is sized for it).
 pub const MAX_CONTINUATION_TOKENS: usize = 8;

@@ -7,10 +7,11 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::json;
 
+use crate::atomic_file::write_atomic;
 use crate::config::{Family, RopeStyle};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
-use crate::hf::hf_name;
+use crate::hf::{hf_name, reorder_rows};
 
 /// The files a Hugging Face folder from [`Engine::write_hf_folder`] holds.
 pub const HF_FOLDER_FILES: [&str; 4] = [
@@ -46,14 +47,6 @@ impl ConvertDType {
     }
 }
 
-/// Writes a file so that readers see the old one or the complete new one (temporary file,
-/// then rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).map_err(|e| EngineError::write(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| EngineError::write(path, e))
-}
-
 impl Engine {
     /// Writes this model as a Hugging Face model folder at `dir` (created if missing).
     pub fn write_hf_folder(&self, dir: &Path, dtype: ConvertDType) -> Result<()> {
@@ -84,16 +77,11 @@ impl Engine {
                     } else {
                         c.n_kv_heads
                     };
-                    w = crate::adapter::reorder_rows(&w, heads, c.head_dim, true)?;
+                    w = reorder_rows(&w, heads, c.head_dim, true)?;
                     if let Some(bias) = b {
                         b = Some(
-                            crate::adapter::reorder_rows(
-                                &bias.unsqueeze(1)?,
-                                heads,
-                                c.head_dim,
-                                true,
-                            )?
-                            .squeeze(1)?,
+                            reorder_rows(&bias.unsqueeze(1)?, heads, c.head_dim, true)?
+                                .squeeze(1)?,
                         );
                     }
                 }

@@ -1,6 +1,7 @@
 //! The public engine: a loaded model with its tokenizer and chat template, and the batched
 //! forward and generation calls every pipeline uses.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -8,15 +9,17 @@ use persona_tokenizer::{ChatTemplate, Message, Tokenizer};
 use serde::Serialize;
 use sha2::Digest;
 
+use crate::adapter::{DenseBlock, DenseWeights};
 use crate::capture::CaptureState;
+use crate::chunk::Layout;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::gguf::GgufFile;
 use crate::hf::HfFolder;
 use crate::hooks::{CaptureSpec, Intervention, SequenceCaptures};
 use crate::intervene::HookPlan;
-use crate::model::{Layout, LogitsWanted, Model};
-use crate::weights::WeightMode;
+use crate::model::{LogitsWanted, Model};
+use crate::weights::{TensorSource, WeightMode};
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -189,7 +192,7 @@ impl Engine {
     /// The weights, with the adapter (if any) merged in as they are read.
     fn load_model(
         config: ModelConfig,
-        src: &mut dyn crate::model::TensorSource,
+        src: &mut dyn TensorSource,
         opts: &LoadOptions,
     ) -> Result<Model> {
         let Some(dir) = &opts.adapter else {
@@ -250,6 +253,44 @@ impl Engine {
 
     pub(crate) fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// The weights as dense f32 tensors. Exact in the `f32` weight layout; the other layouts
+    /// keep only rounded copies of some weights, so load with `WeightMode::F32` to train.
+    pub fn dense_weights(&self) -> Result<DenseWeights> {
+        let model = self.model();
+        let dev = &model.device;
+        let blocks = model
+            .blocks()
+            .iter()
+            .map(|b| {
+                let norms: BTreeMap<&str, Tensor> =
+                    b.norms().into_iter().map(|(n, t)| (n, t.clone())).collect();
+                let linears = b
+                    .linears()
+                    .into_iter()
+                    .map(|(part, lin)| {
+                        Ok((part.to_string(), (lin.to_dense(dev)?, lin.bias().cloned())))
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(DenseBlock {
+                    attn_norm: norms["attn_norm"].clone(),
+                    mlp_norm: norms["ffn_norm"].clone(),
+                    q_norm: norms.get("attn_q_norm").cloned(),
+                    k_norm: norms.get("attn_k_norm").cloned(),
+                    linears,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(DenseWeights {
+            config: model.config.clone(),
+            embed: model.embed_table().clone(),
+            blocks,
+            final_norm: model.final_norm().clone(),
+            lm_head: model.lm_head().to_dense(dev)?,
+            rope_cos: model.rope_tables().0.clone(),
+            rope_sin: model.rope_tables().1.clone(),
+        })
     }
 
     /// SHA-256 of the weights file (or of the safetensors files, in name order; then the

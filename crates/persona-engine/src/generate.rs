@@ -3,10 +3,11 @@
 use candle_core::Tensor;
 use serde::Serialize;
 
+use crate::chunk::Layout;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::hooks::{CaptureSpec, Intervention, SequenceCaptures};
-use crate::model::{Layout, LogitsWanted};
+use crate::model::LogitsWanted;
 use crate::sampling::{Sampler, SamplingParams};
 
 #[derive(Debug, Clone, Default)]

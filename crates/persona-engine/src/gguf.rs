@@ -11,8 +11,7 @@ use persona_tokenizer::GgufVocab;
 
 use crate::config::{Family, ModelConfig, RopeStyle};
 use crate::error::{without_backtrace, EngineError, Result};
-use crate::model::TensorSource;
-use crate::weights::RawTensor;
+use crate::weights::{RawTensor, TensorSource};
 
 pub(crate) struct GgufFile {
     path: PathBuf,

@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
 use crate::config::{Family, Llama3RopeScaling, ModelConfig, RopeStyle};
 use crate::error::{EngineError, Result};
-use crate::model::TensorSource;
-use crate::weights::RawTensor;
+use crate::weights::{RawTensor, TensorSource};
 
 #[derive(Deserialize)]
 struct HfConfig {
@@ -174,6 +173,25 @@ pub(crate) fn hf_name(gguf: &str) -> Option<String> {
             format!("model.layers.{layer}.{hf}.{kind}")
         }
     })
+}
+
+/// Reorders q/k rows between llama.cpp's interleaved-RoPE layout and Hugging Face's: with
+/// [`hf_name`], the mapping from the engine's GGUF layout to Hugging Face's that the folder
+/// writer and the adapters share.
+pub(crate) fn reorder_rows(
+    w: &Tensor,
+    heads: usize,
+    head_dim: usize,
+    to_hf: bool,
+) -> Result<Tensor> {
+    let dims = w.dims().to_vec();
+    let rest: usize = dims[1..].iter().product();
+    let t = if to_hf {
+        w.reshape((heads, head_dim / 2, 2, rest))?
+    } else {
+        w.reshape((heads, 2, head_dim / 2, rest))?
+    };
+    Ok(t.transpose(1, 2)?.contiguous()?.reshape(dims)?)
 }
 
 impl TensorSource for HfFolder {

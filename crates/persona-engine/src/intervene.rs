@@ -1,15 +1,14 @@
-//! Interventions prepared for a forward call, and the per-chunk position masks they share with
-//! the captures.
+//! Interventions prepared for a forward call.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::chunk::ChunkContext;
 use crate::error::{EngineError, Result};
 use crate::hooks::{
     check_finite_scalar, HookPoint, HookSite, Intervention, InterventionKind, Span,
 };
-use crate::model::Layout;
 
 enum Prepared {
     /// `delta` = α·v, `[d]`.
@@ -163,14 +162,6 @@ impl HookPlan {
         self.last_layer
     }
 
-    pub(crate) fn chunk_context(&self, layout: &Layout, device: &Device) -> Result<ChunkContext> {
-        Ok(ChunkContext {
-            layout: layout.clone(),
-            device: device.clone(),
-            masks: Vec::new(),
-        })
-    }
-
     /// Applies the interventions at `site` to `h` `[B, T, d]`, in the order they were given.
     pub(crate) fn apply(
         &self,
@@ -208,53 +199,10 @@ impl HookPlan {
     }
 }
 
-/// A mask's identity: its span and the batch rows it is limited to.
-type MaskKey = (Span, Option<Vec<usize>>);
-
-/// Per-chunk state: the layout and a cache of `[B, T, 1]` 0/1 masks by (span, rows).
-pub(crate) struct ChunkContext {
-    pub layout: Layout,
-    device: Device,
-    masks: Vec<(MaskKey, Option<Tensor>)>,
-}
-
-impl ChunkContext {
-    /// The 0/1 mask of positions in `span` (and rows in `rows`), or `None` if it selects nothing.
-    pub(crate) fn mask(&mut self, span: Span, rows: Option<&[usize]>) -> Result<Option<Tensor>> {
-        let key = (span, rows.map(|r| r.to_vec()));
-        if let Some((_, m)) = self.masks.iter().find(|(k, _)| *k == key) {
-            return Ok(m.clone());
-        }
-        let l = &self.layout;
-        let (b, t) = (l.b(), l.t);
-        let mut data = vec![0f32; b * t];
-        let mut any = false;
-        for r in 0..b {
-            if rows.is_some_and(|rs| !rs.contains(&r)) {
-                continue;
-            }
-            for c in 0..t {
-                if let Some(p) = l.position(r, c) {
-                    if span.contains(p, l.prompt_len[r]) {
-                        data[r * t + c] = 1.0;
-                        any = true;
-                    }
-                }
-            }
-        }
-        let m = if any {
-            Some(Tensor::from_vec(data, (b, t, 1), &self.device)?)
-        } else {
-            None
-        };
-        self.masks.push((key, m.clone()));
-        Ok(m)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::Layout;
     use crate::hooks::InterventionKind;
 
     fn layout(b: usize, t: usize, prompt_len: usize) -> Layout {
@@ -275,7 +223,7 @@ mod tests {
         let dev = Device::Cpu;
         let plan = HookPlan::new(&[iv], &[], 1, d, &dev).unwrap();
         let l = layout(b, t, p);
-        let mut ctx = plan.chunk_context(&l, &dev).unwrap();
+        let mut ctx = ChunkContext::new(&l, &dev);
         let h = Tensor::from_slice(h, (b, t, d), &dev).unwrap();
         plan.apply(site(), h, &mut ctx)
             .unwrap()
@@ -473,21 +421,5 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("layer 9"), "{e}");
-    }
-
-    #[test]
-    fn left_padding_is_never_selected() {
-        let l = Layout {
-            t: 3,
-            col0: vec![-2, 0],
-            prompt_len: vec![1, 3],
-            seq_len: vec![1, 3],
-            past: 0,
-        };
-        let plan = HookPlan::new(&[], &[], 1, 2, &Device::Cpu).unwrap();
-        let mut ctx = plan.chunk_context(&l, &Device::Cpu).unwrap();
-        let m = ctx.mask(Span::All, None).unwrap().unwrap();
-        let m: Vec<f32> = m.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(m, vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
     }
 }

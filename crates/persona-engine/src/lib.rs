@@ -6,7 +6,9 @@
 //! [`Engine::generate`].
 
 pub mod adapter;
+mod atomic_file;
 mod capture;
+mod chunk;
 pub mod config;
 mod continuations;
 mod convert;
@@ -16,6 +18,7 @@ mod generate;
 mod gguf;
 mod hf;
 pub mod hooks;
+mod host;
 mod intervene;
 mod model;
 mod sampling;

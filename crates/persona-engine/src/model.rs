@@ -1,45 +1,17 @@
 //! The generic decoder (Llama / Mistral / Qwen2 / Qwen3) with a hook at every named point.
 
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::kv_cache::KvCache;
 use persona_kernels::attention::{self as cpu_attention, AttentionShape, Bf16, KvElement, Rope};
 
 use crate::capture::CaptureState;
+use crate::chunk::{ChunkContext, Layout};
 use crate::config::{ModelConfig, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::hooks::{HookPoint, HookSite};
+use crate::host::with_host_f32;
 use crate::intervene::HookPlan;
-use crate::weights::{forward_group, Linear, RawTensor, WeightMode};
-
-/// Where every row of a chunk sits in its own sequence.
-///
-/// Column `c` of row `r` holds position `col0[r] + c`; a negative position is left padding and a
-/// position at or past `seq_len[r]` is right padding. Neither is ever captured or intervened on.
-#[derive(Debug, Clone)]
-pub(crate) struct Layout {
-    pub t: usize,
-    pub col0: Vec<i64>,
-    pub prompt_len: Vec<usize>,
-    pub seq_len: Vec<usize>,
-    /// Key columns already in the KV cache before this chunk.
-    pub past: usize,
-}
-
-impl Layout {
-    pub fn b(&self) -> usize {
-        self.col0.len()
-    }
-
-    pub fn position(&self, row: usize, col: usize) -> Option<usize> {
-        let p = self.col0[row] + col as i64;
-        (p >= 0 && (p as usize) < self.seq_len[row]).then_some(p as usize)
-    }
-
-    fn has_left_padding(&self) -> bool {
-        // Left padding is anything before position 0 in the cache or the chunk.
-        self.col0.iter().any(|&c| c - (self.past as i64) < 0)
-    }
-}
+use crate::weights::{forward_group, Linear, RawTensor, TensorSource, WeightMode};
 
 /// Which logits a forward call returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,18 +111,6 @@ pub(crate) struct Model {
     /// Attention through the CPU kernel (else through candle ops, on any device).
     cpu_kernels: bool,
     pub mode: WeightMode,
-}
-
-/// Where a loader finds tensors by their GGUF names (`blk.N.attn_q.weight`, ...).
-pub(crate) trait TensorSource {
-    fn take(&mut self, name: &str) -> Result<Option<RawTensor>>;
-    fn describe(&self) -> std::path::PathBuf;
-    /// The tensor's name as the file spells it (persona asks by GGUF name).
-    fn stored_name(&self, name: &str) -> String {
-        name.to_string()
-    }
-    /// Where the sizes the weights are checked against come from.
-    fn config_origin(&self) -> &'static str;
 }
 
 fn require(src: &mut dyn TensorSource, name: &str, arch: &str) -> Result<RawTensor> {
@@ -346,7 +306,7 @@ impl Model {
                 max: c.context_length,
             });
         }
-        let mut ctx = plan.chunk_context(layout, &self.device)?;
+        let mut ctx = ChunkContext::new(layout, &self.device);
         if let Some(cap) = capture.as_deref_mut() {
             cap.begin_chunk(layout);
         }
@@ -669,18 +629,4 @@ fn attention_mask(layout: &Layout, device: &Device) -> Result<Option<Tensor>> {
     Ok(Some(
         Tensor::from_vec(m, (rows, 1, 1, t, s), device)?.to_dtype(DType::F32)?,
     ))
-}
-
-/// Runs `f` on the f32 data of a contiguous CPU tensor without copying it.
-pub(crate) fn with_host_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
-        EngineError::InvalidRequest("internal: a kernel input is not contiguous".into())
-    })?;
-    match &*storage {
-        Storage::Cpu(cpu) => Ok(f(&cpu.as_slice::<f32>()?[start..end])),
-        _ => Err(EngineError::InvalidRequest(
-            "internal: a CPU kernel was given a tensor on another device".into(),
-        )),
-    }
 }

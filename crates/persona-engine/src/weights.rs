@@ -5,11 +5,10 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use persona_kernels::amx::AmxMatrix;
 use persona_kernels::gemv_i8::I8Matrix;
-
-use crate::model::with_host_f32;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::host::with_host_f32;
 
 /// Up to this many rows a product uses candle's quantized copy when there is one.
 const QUANT_MAX_ROWS: usize = 4;
@@ -73,6 +72,20 @@ impl RawTensor {
             RawTensor::Dense(t) => t.to_dtype(DType::F32)?.to_device(device)?,
         })
     }
+}
+
+/// Where a loader finds tensors by their GGUF names (`blk.N.attn_q.weight`, ...). Beside
+/// [`RawTensor`], so that the file readers (GGUF, Hugging Face, adapters) need only the weights,
+/// never the model they feed.
+pub(crate) trait TensorSource {
+    fn take(&mut self, name: &str) -> Result<Option<RawTensor>>;
+    fn describe(&self) -> std::path::PathBuf;
+    /// The tensor's name as the file spells it (persona asks by GGUF name).
+    fn stored_name(&self, name: &str) -> String {
+        name.to_string()
+    }
+    /// Where the sizes the weights are checked against come from.
+    fn config_origin(&self) -> &'static str;
 }
 
 /// GGUF types with SIMD kernels in candle; others are requantized to Q8_0 for decode.

@@ -27,39 +27,6 @@ fn prefetch(p: *const u16) {
     unsafe { std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0) };
 }
 
-/// Asks Linux for permission to use the AMX tile data registers, after checking CPUID for
-/// AMX-TILE and AMX-BF16. False on other CPUs or kernels.
-pub(crate) fn request_permission() -> bool {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    {
-        let max_leaf = std::arch::x86_64::__cpuid(0).eax;
-        if max_leaf < 7 {
-            return false;
-        }
-        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
-        let amx_bf16 = leaf7.edx & (1 << 22) != 0;
-        let amx_tile = leaf7.edx & (1 << 24) != 0;
-        if !(amx_bf16 && amx_tile) {
-            return false;
-        }
-        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-        const XFEATURE_XTILEDATA: libc::c_long = 18;
-        // SAFETY: a plain syscall with integer arguments; failure is reported by the return value.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_arch_prctl,
-                ARCH_REQ_XCOMP_PERM,
-                XFEATURE_XTILEDATA,
-            )
-        };
-        r == 0
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    {
-        false
-    }
-}
-
 /// A weight matrix `[n, k]` packed in AMX tiles.
 pub struct AmxMatrix {
     n: usize,

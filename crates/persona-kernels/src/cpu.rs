@@ -23,6 +23,40 @@ pub fn has_amx_bf16() -> bool {
         if std::env::var_os("PERSONA_NO_AMX").is_some() {
             return false;
         }
-        crate::amx::request_permission()
+        request_amx_permission()
     })
+}
+
+/// Asks Linux for permission to use the AMX tile data registers, after checking CPUID for
+/// AMX-TILE and AMX-BF16. False on other CPUs or kernels. Part of detection, so it lives here
+/// below the AMX kernels, which only ask [`has_amx_bf16`].
+fn request_amx_permission() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let max_leaf = std::arch::x86_64::__cpuid(0).eax;
+        if max_leaf < 7 {
+            return false;
+        }
+        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+        let amx_bf16 = leaf7.edx & (1 << 22) != 0;
+        let amx_tile = leaf7.edx & (1 << 24) != 0;
+        if !(amx_bf16 && amx_tile) {
+            return false;
+        }
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: a plain syscall with integer arguments; failure is reported by the return value.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_arch_prctl,
+                ARCH_REQ_XCOMP_PERM,
+                XFEATURE_XTILEDATA,
+            )
+        };
+        r == 0
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        false
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! - this module: the frozen reference files (`$PERSONA_SHARED`, default `<repo>/../shared`),
 //!   the real models the tests run on, and small helpers over the engine and numpy files;
+//! - [`module_graph`]: which of a crate's modules import which, for the tests that keep
+//!   those imports one-way;
 //! - [`peers`]: the Python test peers (llama-cpp-python and its OpenAI-compatible server);
 //! - [`tokenizer`]: a GGUF's tokenizer metadata read without the engine, for the tokenizer's
 //!   own tests.
@@ -10,6 +12,7 @@
 //! that sets it up.
 
 pub mod cli;
+pub mod module_graph;
 pub mod peers;
 pub mod tokenizer;
 
