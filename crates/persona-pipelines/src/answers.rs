@@ -54,7 +54,7 @@ pub struct AnswerOptions {
     pub seed: u64,
     pub batch_size: usize,
     /// An Assistant-axis cap applied to every answer (part of the cache key).
-    pub cap: Option<crate::cap::AxisCap>,
+    pub cap: Option<crate::axis_cap::AxisCap>,
 }
 
 impl AnswerOptions {

@@ -5,6 +5,7 @@
 
 pub mod answers;
 pub mod axis;
+mod axis_cap;
 pub mod cap;
 pub mod drift;
 pub mod extract;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cap::AxisCap;
+use crate::axis_cap::AxisCap;
 
 /// Where results go when no folder is given.
 pub const RUNS: &str = "runs";

@@ -1,5 +1,5 @@
-//! A crate's module graph, read from its sources: which of its modules names which other
-//! (`crate::m`, `crate::{m, …}`, or `super::m` from a top-level file), so that a crate's test can
+//! A crate's module graph, read from its sources: which of its top-level modules names which
+//! other (`crate::m`, `crate::{m, …}`, or a `super::` path that climbs to the crate root), so that a crate's test can
 //! insist its modules import one way only — no module imports a module that imports it back,
 //! directly or around a longer ring.
 //!
@@ -8,7 +8,7 @@
 //! (`crate::Result`, a re-export from the crate root, does not).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where one module first names another.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,49 +21,67 @@ pub struct ModuleUse {
 /// Each module → the crate's other modules it names, with the first place it names each.
 pub type ModuleGraph = BTreeMap<String, BTreeMap<String, ModuleUse>>;
 
-/// The graph of the file modules `src/*.rs` of a crate (the root, `lib.rs` or `main.rs`, left
-/// out: it declares every module). Panics on a module folder, which this reader does not follow.
+/// The graph of the top-level modules of a crate (`src/m.rs`, or a folder `src/m/` whose files
+/// all count as `m`; the root, `lib.rs` or `main.rs`, is left out: it declares every module).
 pub fn module_graph(src: &Path) -> ModuleGraph {
-    let mut files = BTreeMap::new();
+    // Module → its files, each with how many modules deep below the top-level one it sits
+    // (what a `super::` path must climb before it reaches the crate root).
+    let mut modules: BTreeMap<String, Vec<(PathBuf, usize)>> = BTreeMap::new();
     let entries =
         std::fs::read_dir(src).unwrap_or_else(|e| panic!("cannot list {} ({e})", src.display()));
     for entry in entries {
         let path = entry.expect("a readable folder entry").path();
-        assert!(
-            !path.is_dir(),
-            "{} is a module folder, which module_graph does not read yet",
-            path.display()
-        );
-        let (Some(stem), Some("rs")) = (
-            path.file_stem().and_then(|s| s.to_str()),
-            path.extension().and_then(|s| s.to_str()),
-        ) else {
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()).map(String::from) else {
             continue;
         };
-        if stem != "lib" && stem != "main" {
-            files.insert(stem.to_string(), path);
+        if path.is_dir() {
+            let files = modules.entry(stem).or_default();
+            collect_rs_files(&path, 0, files);
+        } else if path.extension().and_then(|s| s.to_str()) == Some("rs")
+            && stem != "lib"
+            && stem != "main"
+        {
+            modules.entry(stem).or_default().push((path, 0));
         }
     }
     let mut graph = ModuleGraph::new();
-    for (module, path) in &files {
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("cannot read {} ({e})", path.display()));
-        let file = path
-            .file_name()
-            .expect("a file")
-            .to_string_lossy()
-            .into_owned();
+    for (module, files) in &modules {
         let uses = graph.entry(module.clone()).or_default();
-        for (name, line) in named_modules(&tokens(&text)) {
-            if name != *module && files.contains_key(&name) {
-                uses.entry(name).or_insert_with(|| ModuleUse {
-                    file: file.clone(),
-                    line,
-                });
+        for (path, depth) in files {
+            let text = std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {} ({e})", path.display()));
+            let file = path
+                .strip_prefix(src)
+                .unwrap_or(path)
+                .to_string_lossy()
+                .into_owned();
+            for (name, line) in named_modules(&tokens(&text), *depth) {
+                if name != *module && modules.contains_key(&name) {
+                    uses.entry(name).or_insert_with(|| ModuleUse {
+                        file: file.clone(),
+                        line,
+                    });
+                }
             }
         }
     }
     graph
+}
+
+/// The `.rs` files under a module folder whose own module sits `depth` below the top-level one:
+/// its `mod.rs` at that depth, every other file and sub-folder one deeper.
+fn collect_rs_files(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, usize)>) {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {} ({e})", dir.display()));
+    for entry in entries {
+        let path = entry.expect("a readable folder entry").path();
+        if path.is_dir() {
+            collect_rs_files(&path, depth + 1, out);
+        } else if path.extension().and_then(|s| s.to_str()) == Some("rs") {
+            let is_mod = path.file_name().and_then(|s| s.to_str()) == Some("mod.rs");
+            out.push((path, if is_mod { depth } else { depth + 1 }));
+        }
+    }
 }
 
 /// One cycle of the graph, as the modules around it with the first repeated at the end
@@ -220,8 +238,9 @@ fn tokens(text: &str) -> Vec<(Token, usize)> {
 }
 
 /// Every name that follows a path to the crate root (`crate::`, or as many `super::` as lead
-/// out of the inline modules around it), with its line; a group `{a, b::c}` gives each head.
-fn named_modules(tokens: &[(Token, usize)]) -> Vec<(String, usize)> {
+/// out of the inline modules around it and the `file_depth` modules the file sits in below the
+/// top-level one), with its line; a group `{a, b::c}` gives each head.
+fn named_modules(tokens: &[(Token, usize)], file_depth: usize) -> Vec<(String, usize)> {
     let is = |k: usize, t: &Token| tokens.get(k).is_some_and(|(x, _)| x == t);
     let ident = |k: usize| match tokens.get(k) {
         Some((Token::Ident(w), _)) => Some(w.as_str()),
@@ -256,7 +275,7 @@ fn named_modules(tokens: &[(Token, usize)]) -> Vec<(String, usize)> {
                         supers += 1;
                         j += 2;
                     }
-                    supers > inline_mods.len()
+                    supers > inline_mods.len() + file_depth
                 };
                 if at_root {
                     names.extend(path_heads(&tokens[j..]));
@@ -312,7 +331,9 @@ mod tests {
     fn crate_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
         }
         dir
     }
@@ -374,5 +395,33 @@ mod tests {
             .unwrap();
         assert!(message.contains("a → b → c → a"), "{message}");
         assert!(message.contains("c → a  (c.rs:3)"), "{message}");
+    }
+
+    #[test]
+    fn a_module_folder_counts_as_one_module_and_super_climbs_out_of_it() {
+        let dir = crate_with(&[
+            ("lib.rs", "mod a; mod b; mod c;"),
+            ("a/mod.rs", "pub mod inner;\nuse super::b::X;"),
+            (
+                "a/inner.rs",
+                "use super::Y;\nuse super::super::c::Z;\nmod t { use super::super::super::b; }",
+            ),
+            ("b.rs", ""),
+            ("c.rs", "use crate::a::inner::W;"),
+        ]);
+        let graph = module_graph(dir.path());
+        assert_eq!(
+            edges(&graph),
+            [
+                ("a".into(), "b".into(), 2),
+                ("a".into(), "c".into(), 2),
+                ("c".into(), "a".into(), 1),
+            ]
+        );
+        assert_eq!(
+            graph["a"]["c"].file,
+            format!("a{}inner.rs", std::path::MAIN_SEPARATOR)
+        );
+        assert_eq!(find_cycle(&graph).unwrap(), ["a", "c", "a"]);
     }
 }

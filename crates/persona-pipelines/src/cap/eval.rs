@@ -12,7 +12,7 @@ use persona_report::svg::{Chart, Point, Series, SeriesKind};
 use serde::{Deserialize, Serialize};
 
 use crate::answers::{answer_all, AnswerJob, AnswerOptions, AnswerRequest, Probe};
-use crate::cap::AxisCap;
+use crate::axis_cap::AxisCap;
 use crate::drift::{run_drift, summarize, DriftOptions, TurnRow};
 use crate::store::{RunStore, Scoped};
 use crate::PipelineError;
