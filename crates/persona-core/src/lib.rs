@@ -2,8 +2,13 @@
 //! pipeline needs (means of per-sample vectors, differences, projections, cosines), the maths
 //! of persona space ([`pca`]: PCA of role vectors; [`axis`]: the Assistant axis, activation
 //! caps and the percentiles that set them), and the statistics its evaluations report.
+//!
+//! It also holds the one file writer every crate uses for its results ([`fs`]:
+//! [`fs::write_atomic`] and the streaming [`fs::AtomicFile`]): a result file is either the old
+//! one or the complete new one, never half written.
 
 pub mod axis;
+pub mod fs;
 pub mod pca;
 pub mod stats;
 
