@@ -30,3 +30,12 @@ pub enum FinetuneError {
     #[error("{0}")]
     Input(String),
 }
+
+impl From<persona_core::fs::WriteError> for FinetuneError {
+    fn from(e: persona_core::fs::WriteError) -> FinetuneError {
+        FinetuneError::Write {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}

@@ -15,6 +15,7 @@ use sha2::Digest;
 use crate::data::TrainSeq;
 use crate::model::{LoraModel, LoraPair, TrainIntervention};
 use crate::FinetuneError;
+use persona_core::fs::write_atomic;
 use persona_core::stats::SplitMix;
 
 #[derive(Debug, Clone)]
@@ -240,7 +241,7 @@ pub fn finetune(
     )?;
     let losses_file = out_dir.join("losses.jsonl");
     if resumed == 0 {
-        std::fs::write(&losses_file, b"").map_err(write_err(&losses_file))?;
+        write_atomic(&losses_file, b"")?;
     }
     let steps_per_epoch = samples.len().div_ceil(opts.batch_size);
     let total_steps = steps_per_epoch * opts.epochs;
@@ -286,13 +287,12 @@ pub fn finetune(
             epoch_losses: epoch_losses.clone(),
         };
         let state_path = dir.join("state.json");
-        persona_report::write_atomic(
+        write_atomic(
             &state_path,
             serde_json::to_string(&state)
                 .expect("state serializes")
                 .as_bytes(),
-        )
-        .map_err(write_err(&state_path))?;
+        )?;
         checkpoints.push(dir);
     }
     model.adapter().save_peft(out_dir, &config, base_model)?;
@@ -319,13 +319,12 @@ pub fn finetune(
         checkpoints,
     };
     let summary = out_dir.join("finetune.json");
-    persona_report::write_atomic(
+    write_atomic(
         &summary,
         serde_json::to_string_pretty(&result)
             .expect("results serialize")
             .as_bytes(),
-    )
-    .map_err(write_err(&summary))?;
+    )?;
     Ok(result)
 }
 

@@ -223,12 +223,8 @@ pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
         )));
     }
     let report_file = run_dir.join("report.html");
-    persona_report::write_atomic(&report_file, page.to_html().as_bytes()).map_err(|e| {
-        crate::store::StoreError::Write {
-            path: report_file.clone(),
-            source: e,
-        }
-    })?;
+    page.write(&report_file)
+        .map_err(crate::store::StoreError::from)?;
     Ok(ReportResult {
         report_file,
         sections,

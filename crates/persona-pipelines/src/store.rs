@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use persona_core::fs::{write_atomic, AtomicFile, WriteError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -60,6 +61,15 @@ pub enum StoreError {
     BadName(String),
 }
 
+impl From<WriteError> for StoreError {
+    fn from(e: WriteError) -> StoreError {
+        StoreError::Write {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Named artifacts and append-only caches of one run.
 pub trait RunStore: Sync {
     /// The folder results name as their output folder (empty for a store in memory).
@@ -86,27 +96,10 @@ pub trait ArtifactWriter: Write {
     fn commit(self: Box<Self>) -> Result<PathBuf, StoreError>;
 }
 
-struct FileWriter {
-    path: PathBuf,
-    inner: persona_report::AtomicWriter,
-}
-
-impl Write for FileWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl ArtifactWriter for FileWriter {
+impl ArtifactWriter for AtomicFile {
     fn commit(self: Box<Self>) -> Result<PathBuf, StoreError> {
-        let path = self.path;
-        self.inner.commit().map_err(|e| StoreError::Write {
-            path: path.clone(),
-            source: e,
-        })?;
+        let path = self.path().to_path_buf();
+        AtomicFile::commit(*self)?;
         Ok(path)
     }
 }
@@ -357,10 +350,7 @@ impl RunStore for DirStore {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
         let path = self.file(name)?;
         create_parent(&path)?;
-        persona_report::write_atomic(&path, bytes).map_err(|e| StoreError::Write {
-            path: path.clone(),
-            source: e,
-        })?;
+        write_atomic(&path, bytes)?;
         Ok(path)
     }
 
@@ -411,11 +401,7 @@ impl RunStore for DirStore {
     fn create(&self, name: &str) -> Result<Box<dyn ArtifactWriter + '_>, StoreError> {
         let path = self.file(name)?;
         create_parent(&path)?;
-        let inner = persona_report::AtomicWriter::create(&path).map_err(|e| StoreError::Write {
-            path: path.clone(),
-            source: e,
-        })?;
-        Ok(Box::new(FileWriter { path, inner }))
+        Ok(Box::new(AtomicFile::create(&path)?))
     }
 }
 

@@ -2,9 +2,9 @@
 //! `/tmp/persona-report-examples`), for looking at the output by eye:
 //! `cargo run --release -p persona-report --example render [DIR]`.
 
+use persona_core::fs::write_atomic;
 use persona_report::html::Report;
 use persona_report::svg::{BarChart, Chart, Histogram, Point, Series, SeriesKind};
-use persona_report::write_atomic;
 use std::path::PathBuf;
 
 fn main() -> std::io::Result<()> {

@@ -241,9 +241,9 @@ impl Report {
         out
     }
 
-    /// Writes the page to `path` atomically (see [`crate::write_atomic`]).
-    pub fn write(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
-        crate::write_atomic(path, self.to_html().as_bytes())
+    /// Writes the page to `path` atomically (see [`persona_core::fs`]).
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<(), persona_core::fs::WriteError> {
+        persona_core::fs::write_atomic(path, self.to_html().as_bytes())
     }
 }
 

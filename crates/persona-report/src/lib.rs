@@ -11,18 +11,15 @@
 //! - [`html`]: one self-contained HTML page per run ([`html::Report`]) with inline CSS,
 //!   inline SVG and model answers side by side ([`html::AnswerGrid`]), so a report can be mailed, archived or opened offline years later and still
 //!   show everything it showed on the day.
-//! - [`write_atomic`]: so a crash or a full disk never leaves a half-written report that looks
-//!   complete.
+//!
+//! Pages are written with the workspace's atomic writer ([`persona_core::fs`]), so a crash or
+//! a full disk never leaves a half-written report that looks complete.
 //!
 //! All text that reaches SVG or HTML is escaped ([`escape`]): role names, questions and model
 //! answers are arbitrary strings and must never break (or inject into) the markup.
 
 pub mod html;
 pub mod svg;
-
-use std::io::Write;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Escapes `text` for XML and HTML, both in element content and in quoted attribute values.
 ///
@@ -46,89 +43,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Writes `bytes` to `path` so that readers see either the old file or the complete new one
-/// (see [`AtomicWriter`]).
-pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()> {
-    let mut w = AtomicWriter::create(path.as_ref())?;
-    w.write_all(bytes)?;
-    w.commit()
-}
-
-/// A file written in pieces (large outputs streamed out) that appears at its path only when
-/// complete: the bytes go to a hidden temporary file in the same folder (a rename is only
-/// atomic within one file system), [`AtomicWriter::commit`] flushes it to disk and renames it
-/// over the path. Dropped without a commit, or on a failed commit, the temporary file is
-/// removed and the path left untouched. The folder must exist: creating folders is the
-/// caller's decision.
-pub struct AtomicWriter {
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    tmp: std::path::PathBuf,
-    path: std::path::PathBuf,
-}
-
-impl AtomicWriter {
-    pub fn create(path: &Path) -> std::io::Result<AtomicWriter> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = path.file_name().ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("not a file path: {}", path.display()),
-            )
-        })?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        // Process id + counter: two writers (threads or processes) never share a temporary
-        // file.
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}-{}",
-            name.to_string_lossy(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = std::fs::File::create(&tmp)?;
-        Ok(AtomicWriter {
-            file: Some(std::io::BufWriter::new(file)),
-            tmp,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// Flushes the bytes to disk and moves the file into place.
-    pub fn commit(mut self) -> std::io::Result<()> {
-        let file = self.file.take().expect("a writer commits once");
-        let result = (|| {
-            let f = file.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&self.tmp, &self.path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        result
-    }
-}
-
-impl Write for AtomicWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.as_mut().expect("not committed").write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.as_mut().expect("not committed").flush()
-    }
-}
-
-impl Drop for AtomicWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,40 +55,5 @@ mod tests {
         );
         assert_eq!(escape("a\u{0}b\u{7}c\td\ne"), "abc\td\ne");
         assert_eq!(escape("ünïcødé ✓"), "ünïcødé ✓");
-    }
-
-    #[test]
-    fn write_atomic_replaces_and_leaves_no_temporary_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("report.html");
-        write_atomic(&path, b"first").unwrap();
-        write_atomic(&path, b"second").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("report.html")]);
-    }
-
-    #[test]
-    fn write_atomic_fails_cleanly_when_the_folder_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missing").join("x.svg");
-        assert!(write_atomic(&path, b"x").is_err());
-        assert!(!path.exists());
-        assert!(write_atomic(dir.path().join(".."), b"x").is_err());
-    }
-
-    #[test]
-    fn an_uncommitted_writer_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("top.jsonl");
-        write_atomic(&path, b"old").unwrap();
-        let mut w = AtomicWriter::create(&path).unwrap();
-        w.write_all(b"half").unwrap();
-        drop(w);
-        assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
