@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use persona_core::fs::write_atomic;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file::write_atomic;
 use crate::config::{ModelConfig, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::hf::{hf_name, reorder_rows};
@@ -155,7 +155,8 @@ impl LoraAdapter {
             .map_err(|e| bad(&weights_path, format!("cannot serialize the adapter ({e})")))?;
         write_atomic(&weights_path, &bytes)?;
         let json = serde_json::to_string_pretty(&cfg).expect("config serializes");
-        write_atomic(&dir.join("adapter_config.json"), json.as_bytes())
+        write_atomic(dir.join("adapter_config.json"), json.as_bytes())?;
+        Ok(())
     }
 
     /// Reads a PEFT LoRA adapter folder for a model with `config`.

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
+use persona_core::fs::write_atomic;
 use serde_json::json;
 
-use crate::atomic_file::write_atomic;
 use crate::config::{Family, RopeStyle};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::hf::{hf_name, reorder_rows};
+use crate::safetensors_out::write_safetensors;
 
 /// The files a Hugging Face folder from [`Engine::write_hf_folder`] holds.
 pub const HF_FOLDER_FILES: [&str; 4] = [
@@ -101,14 +102,7 @@ impl Engine {
         }
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         let st_path = dir.join("model.safetensors");
-        let tmp = st_path.with_extension("part");
-        safetensors::serialize_to_file(tensors.iter(), Some(metadata), &tmp).map_err(|e| {
-            EngineError::Format {
-                context: tmp.display().to_string(),
-                message: format!("cannot write safetensors ({e})"),
-            }
-        })?;
-        std::fs::rename(&tmp, &st_path).map_err(|e| EngineError::write(&st_path, e))?;
+        write_safetensors(&st_path, &tensors, metadata)?;
 
         let model_type = match c.family {
             Family::Llama => "llama",
@@ -145,13 +139,13 @@ impl Engine {
             "eos_token_id": tok.eos_ids().first(),
         });
         write_atomic(
-            &dir.join("config.json"),
+            dir.join("config.json"),
             serde_json::to_string_pretty(&config)
                 .expect("JSON values serialize")
                 .as_bytes(),
         )?;
         write_atomic(
-            &dir.join("tokenizer.json"),
+            dir.join("tokenizer.json"),
             tok.to_tokenizer_json()?.as_bytes(),
         )?;
         let piece = |id: Option<u32>| id.and_then(|i| tok.id_to_piece(i));
@@ -163,10 +157,11 @@ impl Engine {
             "tokenizer_class": "PreTrainedTokenizerFast",
         });
         write_atomic(
-            &dir.join("tokenizer_config.json"),
+            dir.join("tokenizer_config.json"),
             serde_json::to_string_pretty(&tc)
                 .expect("JSON values serialize")
                 .as_bytes(),
-        )
+        )?;
+        Ok(())
     }
 }

@@ -78,6 +78,12 @@ impl EngineError {
     }
 }
 
+impl From<persona_core::fs::WriteError> for EngineError {
+    fn from(e: persona_core::fs::WriteError) -> Self {
+        EngineError::write(e.path, e.source)
+    }
+}
+
 impl From<candle_core::Error> for EngineError {
     fn from(e: candle_core::Error) -> Self {
         EngineError::Candle(without_backtrace(e))

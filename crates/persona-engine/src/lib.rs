@@ -6,7 +6,6 @@
 //! [`Engine::generate`].
 
 pub mod adapter;
-mod atomic_file;
 mod capture;
 mod chunk;
 pub mod config;
@@ -21,6 +20,7 @@ pub mod hooks;
 mod host;
 mod intervene;
 mod model;
+mod safetensors_out;
 mod sampling;
 mod weights;
 
