@@ -8,6 +8,7 @@ use std::path::Path;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
+use persona_core::fs::AtomicFile;
 
 use crate::{IoError, LayerVectors};
 
@@ -98,11 +99,9 @@ pub fn write_control_vector(
     let meta_refs: Vec<(&str, &gguf_file::Value)> =
         meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    let tmp = path.with_extension("gguf.part");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| wr(e.to_string()))?;
+    let mut f = AtomicFile::create(path)?;
     gguf_file::write(&mut f, &meta_refs, &tensor_refs).map_err(|e| wr(e.to_string()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| wr(e.to_string()))?;
+    f.commit()?;
     Ok(layers)
 }
 

@@ -60,6 +60,15 @@ pub enum IoError {
     },
 }
 
+impl From<persona_core::fs::WriteError> for IoError {
+    fn from(e: persona_core::fs::WriteError) -> IoError {
+        IoError::Write {
+            path: e.path,
+            message: e.source.to_string(),
+        }
+    }
+}
+
 /// Per-layer vectors of one model with their metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LayerVectors {
@@ -212,18 +221,15 @@ impl LayerVectors {
         safetensors::serialize(tensors.iter(), Some(meta)).map_err(|e| e.to_string())
     }
 
-    /// Writes `layer.{l}` tensors and the metadata; atomic (temporary file, then rename).
+    /// Writes `layer.{l}` tensors and the metadata, atomically ([`persona_core::fs`]).
     pub fn save(&self, path: &Path) -> Result<(), IoError> {
-        let wr = |message: String| IoError::Write {
-            path: path.to_path_buf(),
-            message,
-        };
         // Serialized in memory and written with the usual permissions (the crate's own file
         // writer makes files only their owner can read).
-        let bytes = self.to_safetensors().map_err(wr)?;
-        let tmp = path.with_extension("safetensors.part");
-        std::fs::write(&tmp, bytes).map_err(|e| wr(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| wr(e.to_string()))
+        let bytes = self.to_safetensors().map_err(|message| IoError::Write {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(persona_core::fs::write_atomic(path, &bytes)?)
     }
 }
 
