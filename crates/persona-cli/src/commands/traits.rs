@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -136,7 +135,14 @@ fn new_spec(g: &Global, a: NewArgs) -> anyhow::Result<()> {
             .map_err(|e| e.to_string())
     };
     let generated = persona_traits::generate_spec(&a.name, &a.description, a.attempts, &mut chat)?;
-    write_atomically(&out, generated.toml.as_bytes())?;
+    if out.file_name().is_none() {
+        bail!("--out {} has no file name", out.display());
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    persona_core::fs::write_atomic(&out, generated.toml.as_bytes())?;
     emit(
         g.format,
         &json!({"path": out, "name": generated.spec.name, "attempts": generated.attempts}),
@@ -150,52 +156,4 @@ fn new_spec(g: &Global, a: NewArgs) -> anyhow::Result<()> {
             )
         },
     )
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so that an
-/// interrupted run never leaves half a spec.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the folder {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("--out {} has no file name", path.display()))?;
-    let tmp = dir.join(format!(".{}.part", name.to_string_lossy()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::write_atomically;
-
-    #[test]
-    fn atomic_write_creates_folders_replaces_and_leaves_no_part_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("traits/gloomy.toml");
-        write_atomically(&path, b"one").unwrap();
-        write_atomically(&path, b"two").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, vec!["gloomy.toml".to_string()]);
-        let e = write_atomically(&dir.path().join("traits/gloomy.toml/x"), b"")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("gloomy.toml"), "{e}");
-    }
 }
