@@ -547,11 +547,15 @@ fn monitor_grid(mon: &MonitorResult, points: &[MonitorPoint]) -> AnswerGrid {
     let excerpt = |p: &MonitorPoint| Excerpt {
         text: p.answer.clone(),
         note: format!(
-            "projection {:.2} · trait {} · {} · question {}",
+            "projection {:.2} · trait {} · {} · {}",
             p.last_prompt_projection,
             num(p.trait_score, 1),
             condition(p),
-            p.question_index + 1
+            if p.question.is_empty() {
+                format!("question {}", p.question_index + 1)
+            } else {
+                format!("“{}”", p.question)
+            }
         ),
     };
     let n = MONITOR_EXTREMES.min(sorted.len().div_ceil(2));

@@ -230,6 +230,12 @@ fn trait_run(dir: &Path) -> PathBuf {
                 kind: kind.into(),
                 level,
                 question_index: q,
+                // The third question as in files written before questions were recorded.
+                question: if q == 2 {
+                    String::new()
+                } else {
+                    format!("Will plan {q} work?")
+                },
                 last_prompt_projection: projection,
                 response_projection: Some(projection * 0.8),
                 trait_score: Some((50.0 + 8.0 * push).clamp(0.0, 100.0)),
@@ -683,6 +689,10 @@ fn a_trait_report_shows_the_answers_behind_its_numbers() {
     // them.
     assert!(grid.contains("projection 5.85 · trait 78.0 · system prompt level 7 · question 3"));
     assert!(grid.contains("projection 6.60 · trait 82.0 · 2-shot · question 3"));
+    assert!(
+        grid.contains("· “Will plan 0 work?”"),
+        "the lowest answers name their question"
+    );
 }
 
 #[test]

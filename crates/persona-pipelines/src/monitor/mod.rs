@@ -50,6 +50,9 @@ pub struct MonitorPoint {
     pub kind: String,
     pub level: usize,
     pub question_index: usize,
+    /// The question asked (empty in files written before it was recorded).
+    #[serde(default)]
+    pub question: String,
     pub last_prompt_projection: f64,
     pub response_projection: Option<f64>,
     #[serde(rename = "trait")]
@@ -333,6 +336,7 @@ pub fn monitor(
             kind: s.kind.to_string(),
             level: s.level,
             question_index: s.question_index,
+            question: questions[s.question_index].clone(),
             last_prompt_projection: a
                 .last_prompt_projection
                 .expect("probed answers carry their projection"),
@@ -402,6 +406,7 @@ mod tests {
             kind: kind.into(),
             level,
             question_index: 0,
+            question: "Will it rain?".into(),
             last_prompt_projection: x,
             response_projection: Some(2.0 * x),
             trait_score: Some(t),
