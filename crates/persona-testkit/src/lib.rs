@@ -1,7 +1,8 @@
 //! Test support shared by persona's crates, used only as a dev-dependency.
 //!
-//! - this module: the frozen reference files (`$PERSONA_SHARED`, default `<repo>/../shared`),
-//!   the real models the tests run on, and small helpers over the engine and numpy files;
+//! - this module: the frozen reference files (`$PERSONA_SHARED`, default `<repo>/../shared`)
+//!   and those kept in the repository (`data/`), the real models the tests run on, and small
+//!   helpers over the engine and numpy files;
 //! - [`module_graph`]: which of a crate's modules import which, for the tests that keep
 //!   those imports one-way;
 //! - [`peers`]: the Python test peers (llama-cpp-python and its OpenAI-compatible server);
@@ -35,10 +36,26 @@ pub fn shared() -> PathBuf {
 
 /// A JSON file under `shared/reference/`.
 pub fn reference(name: &str) -> serde_json::Value {
-    let path = shared().join("reference").join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+    read_json(
+        &shared().join("reference").join(name),
+        "set PERSONA_SHARED to the shared folder",
+    )
+}
+
+/// A JSON file under this crate's `data/`: references kept in the repository.
+pub fn repo_reference(name: &str) -> serde_json::Value {
+    read_json(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("data")
+            .join(name),
+        "the file belongs to the repository",
+    )
+}
+
+fn read_json(path: &Path, hint: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!(
-            "cannot read reference file {} ({e}); set PERSONA_SHARED to the shared folder",
+            "cannot read reference file {} ({e}); {hint}",
             path.display()
         )
     });
@@ -50,6 +67,61 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     serde_json::from_value(v.clone()).expect("a list of token ids")
 }
 
+/// Where a reference file lives.
+#[derive(Debug, Clone, Copy)]
+pub enum ReferenceFile {
+    /// Under `shared/reference/` ([`reference`]).
+    Shared(&'static str),
+    /// Under this crate's `data/` ([`repo_reference`]).
+    Repo(&'static str),
+}
+
+impl ReferenceFile {
+    pub fn read(self) -> serde_json::Value {
+        match self {
+            ReferenceFile::Shared(name) => reference(name),
+            ReferenceFile::Repo(name) => repo_reference(name),
+        }
+    }
+}
+
+/// A Qwen2.5-Coder model checked against llama.cpp, and what it must look like.
+#[derive(Debug, Clone, Copy)]
+pub struct QwenModel {
+    /// The known model's name (`persona setup --model NAME`).
+    pub name: &'static str,
+    pub n_layers: usize,
+    pub d_model: usize,
+    /// llama.cpp's token ids for raw strings and its greedy tokens for chat prompts
+    /// (`tokenize`: `[{text, ids}]`; `prompts`: name → `{messages, prompt_text, prompt_ids,
+    /// greedy_ids, text}`).
+    pub reference: ReferenceFile,
+}
+
+impl QwenModel {
+    /// The model's cached file; fails (never skips) with the setup command when it is not set up.
+    pub fn path(&self) -> PathBuf {
+        known_model_path(self.name)
+    }
+}
+
+/// Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), the local judge.
+pub const QWEN_1_5B: QwenModel = QwenModel {
+    name: "qwen2.5-1.5b",
+    n_layers: 28,
+    d_model: 1536,
+    reference: ReferenceFile::Shared("greedy_llamacpp_qwen2.5-1.5b.json"),
+};
+
+/// Qwen2.5-Coder-0.5B-Instruct (Q4_K_M); its reference is written by
+/// `scripts/make_qwen05_reference.py`.
+pub const QWEN_0_5B: QwenModel = QwenModel {
+    name: "qwen2.5-0.5b",
+    n_layers: 24,
+    d_model: 896,
+    reference: ReferenceFile::Repo("greedy_llamacpp_qwen2.5-0.5b.json"),
+};
+
 /// The default model's path; fails (never skips) when it is not set up.
 pub fn default_model_path() -> PathBuf {
     let cache = persona_models::ModelCache::from_env().expect("a cache folder");
@@ -58,10 +130,13 @@ pub fn default_model_path() -> PathBuf {
     })
 }
 
-/// The Qwen2.5-1.5B model if it has been set up (it is optional: 1.1 GB).
-pub fn qwen_model_path() -> Option<PathBuf> {
-    let cache = persona_models::ModelCache::from_env().ok()?;
-    persona_models::resolve(&cache, Some("qwen2.5-1.5b")).ok()
+/// A known model's cached file; fails (never skips) when it is missing or damaged, with the
+/// `persona setup --model NAME` command that fetches it.
+pub fn known_model_path(name: &str) -> PathBuf {
+    let cache = persona_models::ModelCache::from_env().expect("a cache folder");
+    persona_models::resolve(&cache, Some(name)).unwrap_or_else(|e| {
+        panic!("{e}\n(scripts/test.sh runs `persona setup --model {name}` before the tests)")
+    })
 }
 
 /// The default model in the weight layout `mode`.

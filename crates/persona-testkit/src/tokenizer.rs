@@ -25,14 +25,6 @@ pub fn smollm_gguf() -> PathBuf {
     path
 }
 
-/// The optional Qwen2.5-Coder GGUF: `$PERSONA_QWEN_GGUF`, else the models folder.
-pub fn qwen_gguf() -> Option<PathBuf> {
-    let path = std::env::var_os("PERSONA_QWEN_GGUF")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| models_dir().join("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"));
-    path.is_file().then_some(path)
-}
-
 /// A GGUF's tokenizer metadata and chat template.
 pub struct GgufTokenizerMeta {
     pub vocab: GgufVocab,

@@ -1,25 +1,24 @@
-//! Qwen2.5-Coder-1.5B-Instruct (`qwen2` pre-tokenizer, 151936 tokens, a template with tool
-//! branches): llama.cpp's ids for chat prompts and raw strings. The 1.1 GB GGUF is optional:
-//! without it the test prints a notice and passes.
+//! The Qwen2.5-Coder models (`qwen2` pre-tokenizer, 151936 tokens, a template with tool
+//! branches), 1.5B and 0.5B Instruct: llama.cpp's ids for chat prompts and raw strings. Each
+//! needs its model set up (`persona setup --model qwen2.5-1.5b` / `qwen2.5-0.5b`) and fails
+//! without it.
 
-use std::io::Write;
-
-use persona_testkit::tokenizer::{messages, models_dir, qwen_gguf, read_gguf, str_of};
-use persona_testkit::{ids, reference};
+use persona_testkit::tokenizer::{messages, read_gguf, str_of};
+use persona_testkit::{ids, QwenModel, QWEN_0_5B, QWEN_1_5B};
 use persona_tokenizer::{ChatTemplate, Message, Tokenizer};
 
 #[test]
 fn qwen25_coder_matches_llamacpp() {
-    let Some(path) = qwen_gguf() else {
-        // Straight to stderr: the test harness would swallow eprintln! of a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED qwen25_coder_matches_llamacpp: no Qwen2.5-Coder GGUF; set PERSONA_QWEN_GGUF \
-             or put qwen2.5-coder-1.5b-instruct-q4_k_m.gguf in {}",
-            models_dir().display()
-        );
-        return;
-    };
+    matches_llamacpp(QWEN_1_5B);
+}
+
+#[test]
+fn qwen25_coder_05b_matches_llamacpp() {
+    matches_llamacpp(QWEN_0_5B);
+}
+
+fn matches_llamacpp(qwen: QwenModel) {
+    let path = qwen.path();
     let model = read_gguf(&path);
     assert_eq!(model.vocab.pre.as_deref(), Some("qwen2"));
     let tok = model.tokenizer();
@@ -33,7 +32,7 @@ fn qwen25_coder_matches_llamacpp() {
     assert_eq!(tool_call, [151657]);
     assert_eq!(tok.decode(&tool_call, true).unwrap(), "<tool_call>");
 
-    let reference = reference("greedy_llamacpp_qwen2.5-1.5b.json");
+    let reference = qwen.reference.read();
     let mut strings = Vec::new();
     for (name, p) in reference["prompts"].as_object().unwrap() {
         let text = template.render(&messages(&p["messages"]), true).unwrap();
