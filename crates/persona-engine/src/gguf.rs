@@ -36,7 +36,7 @@ impl GgufFile {
             ));
         }
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| match without_backtrace(e) {
+        let content = persona_io::gguf::read_header(&mut reader).map_err(|e| match without_backtrace(e) {
             candle_core::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 unsupported(format!(
                     "the file ends inside its GGUF header after {file_len} bytes: it is truncated; download it again"
@@ -224,18 +224,21 @@ impl TensorSource for GgufFile {
         let Some(info) = self.content.tensor_infos.get(name) else {
             return Ok(None);
         };
-        let t = info.ggml_dtype;
-        let end = (info.shape.elem_count() / t.block_size())
-            .checked_mul(t.type_size())
-            .and_then(|n| (n as u64).checked_add(info.offset))
-            .and_then(|n| n.checked_add(self.content.tensor_data_offset));
-        if end.is_none_or(|end| end > self.file_len) {
-            return Err(EngineError::UnsupportedModel {
-                path: self.path.clone(),
-                reason: format!(
+        use persona_io::gguf::{tensor_extent, TensorProblem};
+        // Checked before candle reads it: candle multiplies the dimensions unchecked and
+        // mishandles empty tensors.
+        let extent = tensor_extent(info, self.content.tensor_data_offset, self.file_len);
+        if let Err(problem) = extent {
+            let reason = match problem {
+                TensorProblem::PastEnd { .. } => format!(
                     "the file is truncated: tensor `{name}` lies beyond its end ({} bytes); download it again",
                     self.file_len
                 ),
+                problem => format!("tensor `{name}` cannot be read: {problem}; the file is corrupt"),
+            };
+            return Err(EngineError::UnsupportedModel {
+                path: self.path.clone(),
+                reason,
             });
         }
         let q = self
@@ -274,4 +277,81 @@ fn value_as_i64(v: &Value) -> Option<i64> {
         Value::I64(x) => *x,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    use candle_core::Tensor;
+
+    /// A GGUF file holding the f32 tensors `names` (4 elements each), as candle writes it,
+    /// then with the dimensions of `patched` overwritten (GGUF order) to `dims`.
+    fn file_with(names: &[&str], patched: &str, dims: [u64; 2]) -> Vec<u8> {
+        let t = Tensor::new(&[[0.5f32, 1.0], [1.5, 2.0]], &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, GgmlDType::F32).unwrap();
+        let tensors: Vec<(&str, &QTensor)> = names.iter().map(|&n| (n, &q)).collect();
+        let mut out = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut out, &[], &tensors).unwrap();
+        let mut bytes = out.into_inner();
+        // The name, then the number of dimensions (u32), then each dimension (u64).
+        let at = bytes
+            .windows(patched.len())
+            .position(|w| w == patched.as_bytes())
+            .unwrap()
+            + patched.len()
+            + 4;
+        for (i, d) in dims.iter().enumerate() {
+            bytes[at + 8 * i..at + 8 * i + 8].copy_from_slice(&d.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// Found by fuzzing (`fuzz/`, target gguf_model): a weight whose dimensions multiply past
+    /// 64 bits panicked on the overflow (debug builds) or wrapped to a small size (release
+    /// builds) before anything was checked. An empty weight reached candle, which builds its
+    /// data from a dangling pointer.
+    #[test]
+    fn weights_of_impossible_or_empty_shapes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        let names = ["blk.0.attn_q.weight", "token_embd.weight"];
+        let cases = [
+            (
+                [1 << 40, 1 << 40],
+                "has more elements than any file can hold",
+            ),
+            ([2, 0], "shape [0, 2] has no elements"),
+            ([2, 1 << 20], "is truncated"),
+        ];
+        for (dims, want) in cases {
+            std::fs::write(&path, file_with(&names, names[0], dims)).unwrap();
+            let mut f = GgufFile::open(&path, &Device::Cpu).unwrap();
+            assert!(f.take("token_embd.weight").unwrap().is_some());
+            let e = f.take(names[0]).err().unwrap().to_string();
+            assert!(
+                e.contains("model.gguf") && e.contains("`blk.0.attn_q.weight`") && e.contains(want),
+                "{e}"
+            );
+        }
+    }
+
+    /// A `general.alignment` of 0 made candle's header reader divide by zero.
+    #[test]
+    fn a_zero_alignment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        let mut out = std::io::Cursor::new(Vec::new());
+        let zero = gguf_file::Value::U32(0);
+        gguf_file::write(&mut out, &[("general.alignment", &zero)], &[]).unwrap();
+        std::fs::write(&path, out.into_inner()).unwrap();
+        let e = GgufFile::open(&path, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("model.gguf") && e.contains("general.alignment to 0"),
+            "{e}"
+        );
+    }
 }
