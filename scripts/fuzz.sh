@@ -47,8 +47,9 @@ fi
 # Seeds: rewritten every time (the same names), next to whatever the corpus has grown.
 ./target/x86_64-unknown-linux-gnu/release/seeds corpus
 
-# Readers that take paths get scratch files under TMPDIR; this one goes at the end.
-scratch="$(mktemp -d)"
+# Readers that take paths get scratch files under TMPDIR, in memory where /dev/shm exists
+# (a disk stalled by other work made a slow write look like a hang); removed at the end.
+scratch="$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 export TMPDIR="$scratch"
 
