@@ -70,7 +70,14 @@ impl<'a> DryRun<'a> {
                 b'M' => self.take(2).is_some() && self.push_leaf()?,
                 b'J' => self.take(4).is_some() && self.push_leaf()?,
                 b'G' => self.take(8).is_some() && self.push_leaf()?,
+                // LONG1: candle shifts each byte into an i64, past 8 bytes out of range.
                 0x8a => match self.take(1) {
+                    Some(n) if n[0] > 8 => {
+                        return Err(format!(
+                            "the integer at byte {at} is {} bytes long; sizes in a tensor file take at most 8",
+                            n[0]
+                        ))
+                    }
                     Some(n) => self.take(usize::from(n[0])).is_some() && self.push_leaf()?,
                     None => false,
                 },
@@ -279,6 +286,18 @@ mod tests {
             e.contains("at byte 2") && e.contains("only 4 are left"),
             "{e}"
         );
+    }
+
+    /// Found by fuzzing (`fuzz/`, target pt_pickle): LONG1 with 9 bytes made candle shift a
+    /// byte 64 bits left (a panic in debug builds, a wrong number in release builds).
+    #[test]
+    fn integers_longer_than_8_bytes_are_refused() {
+        let e = check_pickle(&[0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'.']).unwrap_err();
+        assert_eq!(
+            e,
+            "the integer at byte 0 is 9 bytes long; sizes in a tensor file take at most 8"
+        );
+        check_pickle(&[0x8a, 8, 0, 0, 0, 0, 0, 0, 0, 1, b'.']).unwrap();
     }
 
     /// What the dry run cannot follow is refused rather than left to candle, which pops a MARK
