@@ -123,6 +123,13 @@ impl LayerVectors {
                     stacked.dims()
                 )));
             }
+            // An empty matrix can still declare any number of rows, each an allocation.
+            if stacked.elem_count() == 0 {
+                return Err(bad(format!(
+                    "tensor `vectors` has shape {:?}, with no elements",
+                    stacked.dims()
+                )));
+            }
             let rows = to_f32_rows(stacked).map_err(|e| bad(format!("`vectors`: {e}")))?;
             layers.extend(rows.into_iter().enumerate());
         }
@@ -316,6 +323,25 @@ mod tests {
         let v = LayerVectors::load(&path).unwrap();
         assert_eq!(v.layers.get(&4), Some(&vec![0.25, -1.0]));
         assert_eq!(v.metadata["general.architecture"], "controlvector");
+    }
+
+    /// Found while writing the fuzz targets (the safetensors_vectors target did not reach it in
+    /// 2.6M runs): a `vectors` tensor of shape [2^40, 0] holds no bytes, and turning it into
+    /// rows made 2^40 empty vectors (a hang, then out of memory).
+    #[test]
+    fn an_empty_stacked_matrix_is_refused_without_building_its_rows() {
+        let header =
+            br#"{"vectors":{"dtype":"F32","shape":[1099511627776,0],"data_offsets":[0,0]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        let e = LayerVectors::from_safetensors(Path::new("empty.safetensors"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("empty.safetensors")
+                && e.contains("`vectors` has shape [1099511627776, 0], with no elements"),
+            "{e}"
+        );
     }
 
     /// Found by fuzzing (`fuzz/`, target gguf_control_vector): a `direction.1` of shape [0]
