@@ -32,8 +32,10 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     exit 2
 fi
 
-# The same flags for build and run, so that `run` does not rebuild.
+# The same flags for build and run, so that `run` does not rebuild; fuzz/'s own target folder
+# even when the caller's CARGO_TARGET_DIR points at the workspace's.
 flags=(--codegen-units 16)
+export CARGO_TARGET_DIR="$root/fuzz/target"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 export RAYON_NUM_THREADS=1 CANDLE_NUM_THREADS=1
 nice -n 10 cargo +nightly fuzz build "${flags[@]}"
@@ -45,7 +47,7 @@ else
 fi
 
 # Seeds: rewritten every time (the same names), next to whatever the corpus has grown.
-./target/x86_64-unknown-linux-gnu/release/seeds corpus
+"$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/seeds" corpus
 
 # Readers that take paths get scratch files under TMPDIR, in memory where /dev/shm exists
 # (a disk stalled by other work made a slow write look like a hang); removed at the end.
