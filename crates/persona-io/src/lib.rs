@@ -7,6 +7,7 @@
 
 mod control_vector;
 mod conversations;
+pub mod gguf;
 mod import;
 mod jsonl;
 mod pickle_budget;
@@ -131,6 +132,13 @@ impl LayerVectors {
                     stacked.dims()
                 )));
             }
+            // An empty matrix can still declare any number of rows, each an allocation.
+            if stacked.elem_count() == 0 {
+                return Err(bad(format!(
+                    "tensor `vectors` has shape {:?}, with no elements",
+                    stacked.dims()
+                )));
+            }
             let rows = to_f32_rows(stacked).map_err(|e| bad(format!("`vectors`: {e}")))?;
             layers.extend(rows.into_iter().enumerate());
         }
@@ -169,12 +177,20 @@ impl LayerVectors {
             path: path.to_path_buf(),
             reason,
         };
-        let mut f = std::fs::File::open(path).map_err(|e| IoError::Read {
+        let file = std::fs::File::open(path).map_err(|e| IoError::Read {
             path: path.to_path_buf(),
             source: e,
         })?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| IoError::Read {
+                path: path.to_path_buf(),
+                source: e,
+            })?
+            .len();
+        let mut f = std::io::BufReader::new(file);
         let content =
-            gguf_file::Content::read(&mut f).map_err(|e| bad(format!("unreadable GGUF ({e})")))?;
+            gguf::read_header(&mut f).map_err(|e| bad(format!("unreadable GGUF ({e})")))?;
         let mut layers = BTreeMap::new();
         let names: Vec<String> = content.tensor_infos.keys().cloned().collect();
         for name in names {
@@ -184,6 +200,12 @@ impl LayerVectors {
             let l: usize = n
                 .parse()
                 .map_err(|_| bad(format!("tensor `{name}` is not direction.<number>")))?;
+            gguf::tensor_extent(
+                &content.tensor_infos[&name],
+                content.tensor_data_offset,
+                file_len,
+            )
+            .map_err(|problem| bad(format!("tensor `{name}` cannot be read: {problem}")))?;
             let v = content
                 .tensor(&mut f, &name, &Device::Cpu)
                 .and_then(|q| q.dequantize(&Device::Cpu))
@@ -307,6 +329,68 @@ mod tests {
         let v = LayerVectors::load(&path).unwrap();
         assert_eq!(v.layers.get(&4), Some(&vec![0.25, -1.0]));
         assert_eq!(v.metadata["general.architecture"], "controlvector");
+    }
+
+    /// Found while writing the fuzz targets (the safetensors_vectors target did not reach it in
+    /// 2.6M runs): a `vectors` tensor of shape [2^40, 0] holds no bytes, and turning it into
+    /// rows made 2^40 empty vectors (a hang, then out of memory).
+    #[test]
+    fn an_empty_stacked_matrix_is_refused_without_building_its_rows() {
+        let header =
+            br#"{"vectors":{"dtype":"F32","shape":[1099511627776,0],"data_offsets":[0,0]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        let e = LayerVectors::from_safetensors(Path::new("empty.safetensors"), &bytes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("empty.safetensors")
+                && e.contains("`vectors` has shape [1099511627776, 0], with no elements"),
+            "{e}"
+        );
+    }
+
+    /// Found by fuzzing (`fuzz/`, target gguf_control_vector): a `direction.1` of shape [0]
+    /// made candle build the tensor's data from a dangling pointer (undefined behaviour, a
+    /// panic in debug builds). Sizes that overflow, data past the end and a zero
+    /// `general.alignment` (candle divides by it) are refused the same way.
+    #[test]
+    fn gguf_tensors_candle_cannot_read_safely_are_refused() {
+        use crate::gguf::tests::gguf_bytes;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cv.gguf");
+        let data = [0u8; 16];
+        let cases: [(&[u64], &str); 3] = [
+            (&[0], "shape [0] has no elements"),
+            (&[1 << 40, 1 << 40], "more elements than any file can hold"),
+            (&[1 << 20], "past the end of the file"),
+        ];
+        for (dims, want) in cases {
+            std::fs::write(
+                &path,
+                gguf_bytes(&[], &[("direction.1", dims, 0, 0)], &data),
+            )
+            .unwrap();
+            let e = LayerVectors::load(&path).unwrap_err().to_string();
+            assert!(
+                e.contains("cv.gguf")
+                    && e.contains("`direction.1` cannot be read")
+                    && e.contains(want),
+                "{e}"
+            );
+        }
+        let zero = 0u32.to_le_bytes();
+        let bytes = gguf_bytes(
+            &[("general.alignment", 4, &zero)],
+            &[("direction.1", &[4], 0, 0)],
+            &data,
+        );
+        std::fs::write(&path, bytes).unwrap();
+        let e = LayerVectors::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("cv.gguf") && e.contains("general.alignment to 0"),
+            "{e}"
+        );
     }
 
     #[test]

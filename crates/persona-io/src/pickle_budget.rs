@@ -5,8 +5,10 @@
 //! objects, or nest deep enough to overflow the stack. Real tensor files create a few dozen
 //! objects per tensor.
 //!
-//! The dry run follows the opcodes candle understands; at the first one it cannot follow (an
-//! unknown opcode, an empty stack) it stops and leaves the error to candle.
+//! The dry run follows the opcodes candle understands, and refuses what it cannot follow (an
+//! opcode torch.save does not write, a stack that does not hold what the opcode takes, a
+//! string longer than the rest of the pickle): candle carries on past some of those unchecked
+//! (it pops a MARK as an object), and allocates a string's declared length before reading it.
 
 /// Objects one unpickling may create (a dict of thousands of tensors needs ~10⁵).
 const MAX_OBJECTS: u64 = 1 << 22;
@@ -40,10 +42,13 @@ pub(crate) fn check_pickle(bytes: &[u8]) -> Result<(), String> {
 }
 
 impl<'a> DryRun<'a> {
-    /// `Err` on a budget broken; `Ok` at STOP or where the dry run cannot follow.
+    /// `Ok` at STOP or at the end of the bytes (candle then fails on its own); `Err` on a
+    /// budget broken or an opcode the dry run cannot follow.
     fn run(&mut self) -> Result<(), String> {
         while let Some(op) = self.take(1).map(|b| b[0]) {
+            let at = self.at - 1;
             let followed = match op {
+                b'.' => return Ok(()),
                 0x80 => self.take(1).is_some(),
                 b'K' => self.take(1).is_some() && self.push_leaf()?,
                 b'q' => match self.take(1) {
@@ -65,12 +70,29 @@ impl<'a> DryRun<'a> {
                 b'M' => self.take(2).is_some() && self.push_leaf()?,
                 b'J' => self.take(4).is_some() && self.push_leaf()?,
                 b'G' => self.take(8).is_some() && self.push_leaf()?,
+                // LONG1: candle shifts each byte into an i64, past 8 bytes out of range.
                 0x8a => match self.take(1) {
+                    Some(n) if n[0] > 8 => {
+                        return Err(format!(
+                            "the integer at byte {at} is {} bytes long; sizes in a tensor file take at most 8",
+                            n[0]
+                        ))
+                    }
                     Some(n) => self.take(usize::from(n[0])).is_some() && self.push_leaf()?,
                     None => false,
                 },
+                // candle allocates a string's declared length before reading it.
                 b'X' => match self.take(4) {
-                    Some(n) => self.take(le32(n) as usize).is_some() && self.push_leaf()?,
+                    Some(n) => {
+                        let len = le32(n);
+                        if self.take(len as usize).is_none() {
+                            return Err(format!(
+                                "the string at byte {at} declares {len} bytes, but only {} are left in the pickle: the file is truncated or corrupt",
+                                self.bytes.len() - self.at
+                            ));
+                        }
+                        self.push_leaf()?
+                    }
                     None => false,
                 },
                 b'c' => self.line() && self.line() && self.push_leaf()?,
@@ -109,10 +131,16 @@ impl<'a> DryRun<'a> {
                     Some(items) => self.extend_top(&items)?,
                     None => false,
                 },
-                _ => false,
+                _ => {
+                    return Err(format!(
+                        "opcode 0x{op:02x} at byte {at} is not one torch.save writes"
+                    ))
+                }
             };
-            if !followed || op == b'.' {
-                return Ok(());
+            if !followed {
+                return Err(format!(
+                    "it is malformed at byte {at} (opcode 0x{op:02x}): the file is truncated or corrupt"
+                ));
             }
         }
         Ok(())
@@ -239,6 +267,51 @@ mod tests {
                 .unwrap();
             check_pickle(&bytes).unwrap();
         }
+    }
+
+    /// Found by fuzzing (`fuzz/`, target pt_pickle; minimised to these 5 bytes): BINUNICODE
+    /// declaring 0xffffffff bytes made candle allocate 4 GiB before reading them.
+    #[test]
+    fn strings_longer_than_the_pickle_are_refused() {
+        let e = check_pickle(b"X\xff\xff\xff\xff").unwrap_err();
+        assert_eq!(
+            e,
+            "the string at byte 0 declares 4294967295 bytes, but only 0 are left in the pickle: the file is truncated or corrupt"
+        );
+        let mut p = vec![0x80, 2, b'X'];
+        p.extend_from_slice(&u32::MAX.to_le_bytes());
+        p.extend_from_slice(b"cpu.");
+        let e = check_pickle(&p).unwrap_err();
+        assert!(
+            e.contains("at byte 2") && e.contains("only 4 are left"),
+            "{e}"
+        );
+    }
+
+    /// Found by fuzzing (`fuzz/`, target pt_pickle): LONG1 with 9 bytes made candle shift a
+    /// byte 64 bits left (a panic in debug builds, a wrong number in release builds).
+    #[test]
+    fn integers_longer_than_8_bytes_are_refused() {
+        let e = check_pickle(&[0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, b'.']).unwrap_err();
+        assert_eq!(
+            e,
+            "the integer at byte 0 is 9 bytes long; sizes in a tensor file take at most 8"
+        );
+        check_pickle(&[0x8a, 8, 0, 0, 0, 0, 0, 0, 0, 1, b'.']).unwrap();
+    }
+
+    /// What the dry run cannot follow is refused rather than left to candle, which pops a MARK
+    /// as an object and reads on: `((` TUPLE2, then the 4 GiB string, passed the check before.
+    #[test]
+    fn what_the_dry_run_cannot_follow_is_refused() {
+        let mut p = vec![0x80, 2, b'(', b'(', 0x86, b'X'];
+        p.extend_from_slice(&u32::MAX.to_le_bytes());
+        let e = check_pickle(&p).unwrap_err();
+        assert!(e.contains("malformed at byte 4 (opcode 0x86)"), "{e}");
+        let e = check_pickle(&[0x80, 2, 0x95, b'.']).unwrap_err();
+        assert_eq!(e, "opcode 0x95 at byte 2 is not one torch.save writes");
+        // A pickle that simply ends is candle's to refuse.
+        check_pickle(&[0x80, 2, b'N']).unwrap();
     }
 
     #[test]

@@ -317,7 +317,7 @@ pub fn read_pt_matrix(path: &Path, key: Option<&str>) -> Result<Vec<Vec<f32>>, I
 mod tests {
     use super::*;
     use crate::test_data as data;
-    use crate::torch_save::{torch_save, Saved, Storage};
+    use crate::torch_save::{torch_save, torch_save_pickle, Saved, Storage};
 
     fn expected() -> Vec<Vec<f32>> {
         (0..4)
@@ -384,6 +384,22 @@ mod tests {
             let e = read_pt_matrix(&path, None).unwrap_err().to_string();
             assert!(e.contains("does not fit in its storage of 12"), "{e}");
         }
+    }
+
+    /// Found by fuzzing (`fuzz/`, target pt_pickle): a `data.pkl` of the 5 bytes
+    /// `X ff ff ff ff` (a string declaring 4 GiB) made candle allocate 4 GiB.
+    #[test]
+    fn a_pickle_declaring_more_than_it_holds_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bomb.pt");
+        torch_save_pickle(&path, b"X\xff\xff\xff\xff", &[0; 48]);
+        let e = read_pt_matrix(&path, None).unwrap_err().to_string();
+        assert!(
+            e.contains("bomb.pt")
+                && e.contains("unreadable pickle")
+                && e.contains("declares 4294967295 bytes, but only 0 are left"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -65,21 +65,36 @@ impl<'a> Saved<'a> {
 
 /// Writes `saved` to `path` as `torch.save(t, path)` (or `torch.save({key: t}, path)`) does.
 pub(crate) fn torch_save(path: &Path, saved: &Saved) {
-    let archive = path.file_stem().unwrap().to_str().unwrap();
     let mut data = Vec::new();
     for &x in saved.values {
         saved.storage.encode(x, &mut data);
     }
+    write_archive(path, &pickle(saved), &data, saved.serialization_id);
+}
+
+/// Writes the archive `torch.save` would, with `pickle` as its `data.pkl` (for pickles no
+/// tensor saves: corrupt ones) and `data` as its storage `data/0`.
+pub(crate) fn torch_save_pickle(path: &Path, pickle: &[u8], data: &[u8]) {
+    write_archive(
+        path,
+        pickle,
+        data,
+        "1572819951185464302603421843949146175022",
+    );
+}
+
+fn write_archive(path: &Path, pickle: &[u8], data: &[u8], serialization_id: &str) {
+    let archive = path.file_stem().unwrap().to_str().unwrap();
     let mut zip = ZipWriter::default();
-    zip.add(&format!("{archive}/data.pkl"), &pickle(saved));
+    zip.add(&format!("{archive}/data.pkl"), pickle);
     zip.add(&format!("{archive}/.format_version"), b"1");
     zip.add(&format!("{archive}/.storage_alignment"), b"64");
     zip.add(&format!("{archive}/byteorder"), b"little");
-    zip.add(&format!("{archive}/data/0"), &data);
+    zip.add(&format!("{archive}/data/0"), data);
     zip.add(&format!("{archive}/version"), b"3\n");
     zip.add(
         &format!("{archive}/.data/serialization_id"),
-        saved.serialization_id.as_bytes(),
+        serialization_id.as_bytes(),
     );
     std::fs::write(path, zip.finish()).unwrap();
 }
