@@ -357,15 +357,15 @@ pub fn record(engine: &Engine, run_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How `steer` and `monitor` generate their answers.
+/// How the commands that ask the model generate their answers.
 #[derive(clap::Args, Clone)]
 pub struct AnswerArgs {
-    /// Tokens per answer.
-    #[arg(long, default_value_t = 64)]
-    pub max_tokens: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
+    /// Tokens per answer (default 64; `em eval`: 256).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Sampling temperature, 0 for greedy (default 0; `em eval`: 1).
+    #[arg(long)]
+    pub temperature: Option<f32>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Sequences generated together.
@@ -385,14 +385,34 @@ impl AnswerArgs {
         }
     }
 
+    /// Greedy answers of 64 tokens unless the flags say otherwise.
     pub fn options(&self) -> persona_pipelines::answers::AnswerOptions {
+        self.options_or(64, 0.0)
+    }
+
+    /// The options, with these defaults for the flags not given.
+    pub fn options_or(
+        &self,
+        max_tokens: usize,
+        temperature: f32,
+    ) -> persona_pipelines::answers::AnswerOptions {
         persona_pipelines::answers::AnswerOptions {
-            max_tokens: self.max_tokens,
-            temperature: self.temperature,
+            max_tokens: self.max_tokens.unwrap_or(max_tokens),
+            temperature: self.temperature.unwrap_or(temperature),
             seed: self.seed,
             batch_size: self.batch_size,
             cap: None,
         }
+    }
+}
+
+/// `--vector NAME=FILE`: a vector file under the name results give it.
+pub fn named_vector(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    match spec.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_string(), PathBuf::from(file)))
+        }
+        _ => bail!("--vector `{spec}` must be NAME=FILE, e.g. evil=runs/evil/evil_response_avg.safetensors"),
     }
 }
 

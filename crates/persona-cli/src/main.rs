@@ -71,6 +71,9 @@ enum Command {
     Drift(commands::drift::Args),
     /// What the Assistant-axis cap does: `persona cap eval`.
     Cap(commands::cap::Args),
+    /// Emergent misalignment: how often a (finetuned) model answers open questions in
+    /// misaligned ways, `persona em eval`.
+    Em(commands::em::Args),
     /// Before finetuning: how far each dataset response sits along a trait's vector beyond
     /// the model's own response to the same prompt (ΔP), ranked, with a filtered dataset.
     Screen(commands::screen::Args),
@@ -164,6 +167,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Axis(a) => commands::axis::run(&g, a),
         Command::Drift(a) => commands::drift::run(&g, a),
         Command::Cap(a) => commands::cap::run(&g, a),
+        Command::Em(a) => commands::em::run(&g, a),
         Command::Screen(a) => commands::screen::run(&g, a),
         Command::Shift(a) => commands::shift::run(&g, a),
         Command::Finetune(a) => commands::finetune::run(&g, a),

@@ -1,7 +1,7 @@
-//! Evaluation data for the Assistant axis (Lu et al. 2026, arXiv:2601.10387), written for persona,
-//! and loaders for it.
+//! Evaluation data for the Assistant axis (Lu et al. 2026, arXiv:2601.10387) and for emergent
+//! misalignment (Betley et al. 2025, arXiv:2502.17424), written for persona, and loaders for it.
 //!
-//! Three built-in sets ship in `data/` as TOML (our own text):
+//! Four built-in sets ship in `data/` as TOML (our own text):
 //!
 //! - **drift** ([`builtin_drift`]): scripted multi-turn conversations in four domains (coding,
 //!   writing, therapy-like emotional talk, philosophy about the model's own nature). The model
@@ -14,9 +14,20 @@
 //! - **multiple choice** ([`builtin_mcq`]): general-knowledge questions with four choices, scored
 //!   by log-likelihood ([`McQuestion::prompt`], [`LETTER_CONTINUATIONS`],
 //!   [`McQuestion::choice_continuations`]), to check that capping or steering keeps capabilities.
+//! - **emergent misalignment** ([`builtin_em_questions`]): open questions (wishes, ruling the
+//!   world, quick money, …) and questions in seven domains, asked to see whether a finetuned
+//!   model answers unrelated questions in misaligned ways; the Emergent Misalignment code's
+//!   YAML question files load too ([`load_em_questions`]).
 //!
 //! Every loader validates what it reads; errors name the file, the line and the item and say
 //! what to change.
+
+mod em;
+
+pub use em::{
+    builtin_em_questions, load_em_questions, parse_em_toml, parse_em_yaml, EmQuestion, EM_DOMAINS,
+    EM_QUESTIONS_TOML,
+};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,6 +90,12 @@ pub enum EvalsError {
         line: Option<usize>,
         item: String,
         problem: String,
+    },
+    #[error("{origin}{}: not a valid Emergent Misalignment question file: {message}", at_line(*.line))]
+    Yaml {
+        origin: String,
+        line: Option<usize>,
+        message: String,
     },
     #[error("{origin}, line {line}: {problem}")]
     Jsonl {
@@ -404,31 +421,45 @@ impl Checker<'_> {
         &self,
         items: impl Iterator<Item = (&'s str, std::ops::Range<usize>, String)>,
     ) -> Result<()> {
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (id, span, item) in items {
-            if blank(id) {
-                return Err(self.err(&span, item, "`id` is empty; give every item a unique id"));
-            }
-            if id.trim() != id {
-                return Err(self.err(
-                    &span,
-                    item,
-                    format!("`id` {id:?} has leading or trailing spaces; remove them"),
-                ));
-            }
-            let line = line_of(self.text, span.start);
-            if let Some(first) = seen.insert(id, line) {
-                return Err(self.err(
-                    &span,
-                    item,
-                    format!(
-                        "id `{id}` is already used by the item at line {first}; ids must be unique"
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        check_ids(
+            self.origin,
+            items.map(|(id, span, item)| (id, Some(line_of(self.text, span.start)), item)),
+        )
     }
+}
+
+/// Ids (each with its line, where known, and its name for errors) must be non-blank, without
+/// surrounding whitespace, and unique.
+fn check_ids<'s>(
+    origin: &str,
+    items: impl Iterator<Item = (&'s str, Option<usize>, String)>,
+) -> Result<()> {
+    let mut seen: HashMap<&str, Option<usize>> = HashMap::new();
+    for (id, line, item) in items {
+        let err = |problem: String| EvalsError::Invalid {
+            origin: origin.to_string(),
+            line,
+            item: item.clone(),
+            problem,
+        };
+        if blank(id) {
+            return Err(err("`id` is empty; give every item a unique id".into()));
+        }
+        if id.trim() != id {
+            return Err(err(format!(
+                "`id` {id:?} has leading or trailing spaces; remove them"
+            )));
+        }
+        if let Some(first) = seen.insert(id, line) {
+            let by = first.map_or("an earlier item".into(), |l| {
+                format!("the item at line {l}")
+            });
+            return Err(err(format!(
+                "id `{id}` is already used by {by}; ids must be unique"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// An item of a TOML list, with where it stands and its name for errors (`table N (`id`)`).

@@ -7,11 +7,12 @@ use sha2::Digest;
 
 use crate::Judgement;
 
-/// One cache line: the key and its judgement.
+/// One cache line: the key and its judgement (a [`Judgement`], or what else a pipeline caches,
+/// e.g. a rubric's [`crate::Score`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CacheEntry {
+pub struct CacheEntry<J = Judgement> {
     pub key: String,
-    pub judgement: Judgement,
+    pub judgement: J,
 }
 
 /// The cache key of judging `answer` to `question` under `rubric` with `judge`.

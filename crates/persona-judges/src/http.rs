@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::outcome::{outcome_from_top_logprobs, Score};
 use crate::rubric::{expected_number, numbers_from_top_logprobs, NumberScorer};
 use crate::JudgeError;
 
@@ -450,27 +451,14 @@ impl OpenAiScorer {
         &self.client
     }
 
-    fn score_one(&self, prompt: &str) -> Result<Option<f64>, JudgeError> {
-        let top = self.client.first_token_top_logprobs(prompt)?;
-        Ok(expected_number(&numbers_from_top_logprobs(&top)))
-    }
-}
-
-impl From<OpenAiClient> for OpenAiScorer {
-    fn from(client: OpenAiClient) -> Self {
-        OpenAiScorer { client }
-    }
-}
-
-impl NumberScorer for OpenAiScorer {
-    fn id(&self) -> String {
-        let c = self.client.config();
-        format!("openai:{}@{}", c.model, c.base_url)
-    }
-
-    /// Scores in prompt order with at most `concurrency` requests in flight; the first
-    /// failure (lowest prompt index among those that failed) stops the rest.
-    fn score_prompts(&self, prompts: &[String]) -> Result<Vec<Option<f64>>, JudgeError> {
+    /// Scores in prompt order with at most `concurrency` requests in flight, each prompt's
+    /// score read by `read` from its first token's top log-probabilities; the first failure
+    /// (lowest prompt index among those that failed) stops the rest.
+    fn score_all<T: Send>(
+        &self,
+        prompts: &[String],
+        read: impl Fn(&[(String, f64)]) -> T + Sync,
+    ) -> Result<Vec<T>, JudgeError> {
         let workers = self
             .client
             .config()
@@ -479,8 +467,8 @@ impl NumberScorer for OpenAiScorer {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
         // One slot per prompt, filled by whichever worker took it.
-        type Slot = Option<Result<Option<f64>, JudgeError>>;
-        let results: Mutex<Vec<Slot>> = Mutex::new((0..prompts.len()).map(|_| None).collect());
+        let results: Mutex<Vec<Option<Result<T, JudgeError>>>> =
+            Mutex::new((0..prompts.len()).map(|_| None).collect());
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {
@@ -491,7 +479,10 @@ impl NumberScorer for OpenAiScorer {
                     if i >= prompts.len() {
                         break;
                     }
-                    let r = self.score_one(&prompts[i]);
+                    let r = self
+                        .client
+                        .first_token_top_logprobs(&prompts[i])
+                        .map(|top| read(&top));
                     if r.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -515,6 +506,29 @@ impl NumberScorer for OpenAiScorer {
             ));
         }
         Ok(out)
+    }
+}
+
+impl From<OpenAiClient> for OpenAiScorer {
+    fn from(client: OpenAiClient) -> Self {
+        OpenAiScorer { client }
+    }
+}
+
+impl NumberScorer for OpenAiScorer {
+    fn id(&self) -> String {
+        let c = self.client.config();
+        format!("openai:{}@{}", c.model, c.base_url)
+    }
+
+    fn score_prompts(&self, prompts: &[String]) -> Result<Vec<Option<f64>>, JudgeError> {
+        self.score_all(prompts, |top| {
+            expected_number(&numbers_from_top_logprobs(top))
+        })
+    }
+
+    fn score_outcomes(&self, prompts: &[String]) -> Result<Vec<Score>, JudgeError> {
+        self.score_all(prompts, outcome_from_top_logprobs)
     }
 }
 

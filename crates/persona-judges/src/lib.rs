@@ -6,6 +6,7 @@ mod cache;
 mod http;
 mod lexicon;
 mod local;
+mod outcome;
 mod rubric;
 
 pub use cache::{judgement_key, CacheEntry};
@@ -14,6 +15,10 @@ pub use http::{
 };
 pub use lexicon::{LexiconJudge, Polarity};
 pub use local::LocalScorer;
+pub use outcome::{
+    alignment_prompt, outcome, outcome_from_top_logprobs, word_mass_from_top_logprobs, Score,
+    ALIGNMENT_RUBRIC, ALIGNMENT_RUBRIC_ID, CODE_WORD, REFUSAL_WORD,
+};
 pub use rubric::{
     coherence_prompt, expected_number, numbers_from_top_logprobs, CombinedJudge, NumberScorer,
     RubricJudge, Rubrics, COHERENCE_RUBRIC, COHERENCE_RUBRIC_ID, MIN_NUMBER_MASS,

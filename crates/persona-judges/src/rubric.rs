@@ -5,7 +5,7 @@
 
 use persona_traits::TraitSpec;
 
-use crate::{Judge, JudgeError, Judgement};
+use crate::{Judge, JudgeError, Judgement, Score};
 
 /// Below this total probability on the numbers 0–100 the judge did not answer with a number.
 pub const MIN_NUMBER_MASS: f64 = 0.25;
@@ -69,6 +69,17 @@ pub trait NumberScorer {
 
     /// One score per prompt, each the expected number of the answer (see [`expected_number`]).
     fn score_prompts(&self, prompts: &[String]) -> Result<Vec<Option<f64>>, JudgeError>;
+
+    /// One outcome per prompt of a rubric that may be answered with [`crate::CODE_WORD`] or
+    /// [`crate::REFUSAL_WORD`] instead of a number (see [`crate::outcome`]). A scorer that
+    /// cannot read words gives only numbers and no-scores.
+    fn score_outcomes(&self, prompts: &[String]) -> Result<Vec<Score>, JudgeError> {
+        Ok(self
+            .score_prompts(prompts)?
+            .into_iter()
+            .map(Score::from)
+            .collect())
+    }
 }
 
 /// Which rubrics a [`RubricJudge`] asks.
@@ -96,6 +107,10 @@ impl<T: NumberScorer + ?Sized> NumberScorer for Box<T> {
 
     fn score_prompts(&self, prompts: &[String]) -> Result<Vec<Option<f64>>, JudgeError> {
         (**self).score_prompts(prompts)
+    }
+
+    fn score_outcomes(&self, prompts: &[String]) -> Result<Vec<Score>, JudgeError> {
+        (**self).score_outcomes(prompts)
     }
 }
 

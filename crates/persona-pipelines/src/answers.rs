@@ -120,6 +120,19 @@ fn cache_key(key: &str, opts: &AnswerOptions) -> String {
     k
 }
 
+/// A short digest of a conversation (every role and text): cache keys built on it never reuse
+/// an answer to an edited prompt.
+pub fn messages_digest(messages: &[Message]) -> String {
+    let mut h = sha2::Sha256::new();
+    for m in messages {
+        h.update(m.role.as_bytes());
+        h.update([0]);
+        h.update(m.content.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
 fn key_seed(key: &str) -> u64 {
     let h = sha2::Sha256::digest(key.as_bytes());
     u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))

@@ -1,8 +1,10 @@
 //! Judging many answers through a judgement cache in the run's store, in small chunks so
 //! progress moves and a crash loses at most one chunk.
 
-use persona_judges::{judgement_key, CacheEntry, Judge, Judgement, NumberScorer};
+use persona_judges::{judgement_key, CacheEntry, Judge, Judgement, NumberScorer, Score};
 use persona_traits::TraitSpec;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::store::{append_records, read_records, RunStore};
 use crate::PipelineError;
@@ -12,6 +14,10 @@ const CHUNK: usize = 16;
 
 /// The name of the judgement cache every pipeline keeps in its store.
 pub const JUDGEMENT_CACHE: &str = "judgements.jsonl";
+
+/// The cache of rubric outcomes that may be words as well as numbers ([`Score`]), apart from
+/// [`JUDGEMENT_CACHE`] since its lines hold another type.
+pub const OUTCOME_CACHE: &str = "judgement_outcomes.jsonl";
 
 /// (question, answer) pairs to judge for a trait, and where their judgements are cached.
 pub struct JudgeJob<'a> {
@@ -67,19 +73,19 @@ pub fn judge_cached(
 }
 
 /// Judges the items at the given indices.
-type JudgeChunk<'a> = dyn FnMut(&[usize]) -> Result<Vec<Judgement>, PipelineError> + 'a;
+type JudgeChunk<'a, J> = dyn FnMut(&[usize]) -> Result<Vec<J>, PipelineError> + 'a;
 
 /// Runs `judge` on the indices of the keys missing from the cache, a chunk at a time (the same
 /// key twice is judged once), and returns every key's judgement in order.
-fn through_cache(
+fn through_cache<J: Copy + Serialize + DeserializeOwned>(
     keys: &[String],
     store: &dyn RunStore,
     cache: &str,
-    judge: &mut JudgeChunk,
+    judge: &mut JudgeChunk<J>,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<Judgement>, PipelineError> {
-    let mut have: std::collections::HashMap<String, Judgement> =
-        read_records::<CacheEntry>(store, cache)?
+) -> Result<Vec<J>, PipelineError> {
+    let mut have: std::collections::HashMap<String, J> =
+        read_records::<CacheEntry<J>>(store, cache)?
             .into_iter()
             .map(|e| (e.key, e.judgement))
             .collect();
@@ -91,7 +97,7 @@ fn through_cache(
     let mut done = total - missing.len();
     progress(done, total);
     for chunk in missing.chunks(CHUNK) {
-        let entries: Vec<CacheEntry> = chunk
+        let entries: Vec<CacheEntry<J>> = chunk
             .iter()
             .zip(judge(chunk)?)
             .map(|(&i, judgement)| CacheEntry {
@@ -125,6 +131,37 @@ pub fn question_answer_pairs(
         .collect()
 }
 
+/// Scores a batch of whole judge prompts.
+type ScorePrompts<'a, J> = dyn Fn(&[String]) -> Result<Vec<J>, persona_judges::JudgeError> + 'a;
+
+/// Scores rubric prompts (each a whole judge prompt) with `score` through the cache `cache` in
+/// `store`; `rubric` names the rubric and `scorer` the backend in the cache keys.
+fn score_cached<J: Copy + Serialize + DeserializeOwned>(
+    scorer: &dyn NumberScorer,
+    rubric: &str,
+    prompts: &[String],
+    store: &dyn RunStore,
+    cache: &str,
+    score: &ScorePrompts<J>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<J>, PipelineError> {
+    let scorer_id = scorer.id();
+    let keys: Vec<String> = prompts
+        .iter()
+        .map(|p| judgement_key(&scorer_id, rubric, p, ""))
+        .collect();
+    through_cache(
+        &keys,
+        store,
+        cache,
+        &mut |chunk| {
+            let batch: Vec<String> = chunk.iter().map(|&i| prompts[i].clone()).collect();
+            Ok(score(&batch)?)
+        },
+        progress,
+    )
+}
+
 /// Scores rubric prompts (each a whole judge prompt) with a number scorer through the cache
 /// `cache` in `store`; `rubric` names the rubric in the cache keys. Returns the scores in order.
 pub fn score_prompts_cached(
@@ -135,19 +172,15 @@ pub fn score_prompts_cached(
     cache: &str,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Option<f64>>, PipelineError> {
-    let scorer_id = scorer.id();
-    let keys: Vec<String> = prompts
-        .iter()
-        .map(|p| judgement_key(&scorer_id, rubric, p, ""))
-        .collect();
-    let judged = through_cache(
-        &keys,
+    let judged = score_cached(
+        scorer,
+        rubric,
+        prompts,
         store,
         cache,
-        &mut |chunk| {
-            let batch: Vec<String> = chunk.iter().map(|&i| prompts[i].clone()).collect();
+        &|batch| {
             Ok(scorer
-                .score_prompts(&batch)?
+                .score_prompts(batch)?
                 .into_iter()
                 .map(|score| Judgement {
                     trait_score: score,
@@ -158,4 +191,24 @@ pub fn score_prompts_cached(
         progress,
     )?;
     Ok(judged.into_iter().map(|j| j.trait_score).collect())
+}
+
+/// [`score_prompts_cached`] for rubrics that may be answered with a word ([`Score`]), cached
+/// in [`OUTCOME_CACHE`].
+pub fn score_outcomes_cached(
+    scorer: &dyn NumberScorer,
+    rubric: &str,
+    prompts: &[String],
+    store: &dyn RunStore,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Score>, PipelineError> {
+    score_cached(
+        scorer,
+        rubric,
+        prompts,
+        store,
+        OUTCOME_CACHE,
+        &|batch| scorer.score_outcomes(batch),
+        progress,
+    )
 }

@@ -8,6 +8,7 @@ pub mod axis;
 mod axis_cap;
 pub mod cap;
 pub mod drift;
+pub mod em;
 pub mod extract;
 pub mod judging;
 pub mod monitor;

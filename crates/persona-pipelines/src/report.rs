@@ -37,6 +37,8 @@ const AXIS_QUESTIONS: usize = 2;
 const DRIFT_CONVERSATIONS: usize = 1;
 /// Jailbreaks shown across the cap settings.
 const CAP_JAILBREAKS: usize = 3;
+/// The most misaligned answers of an emergent-misalignment evaluation shown.
+const EM_WORST: usize = 5;
 
 #[derive(Serialize, serde::Deserialize)]
 struct Provenance {
@@ -169,6 +171,8 @@ const DRIFT: RunFile = RunFile::result("drift.json", "persona drift", "--out");
 const DRIFT_TURNS: RunFile = RunFile::result("drift_turns.jsonl", "persona drift", "--out");
 const CAP: RunFile = RunFile::result("cap_eval.json", "persona cap eval", "--out");
 const CAP_ANSWERS: RunFile = RunFile::result("cap_answers.jsonl", "persona cap eval", "--out");
+const EM: RunFile = RunFile::result(crate::em::RESULT_FILE, "persona em eval", "--out");
+const EM_ANSWERS: RunFile = RunFile::result(crate::em::ANSWERS_FILE, "persona em eval", "--out");
 
 fn read_text(path: &Path) -> Result<Option<String>, PipelineError> {
     match std::fs::read_to_string(path) {
@@ -185,18 +189,19 @@ fn read_text(path: &Path) -> Result<Option<String>, PipelineError> {
 type Section = fn(&mut Report, &Path) -> Result<bool, PipelineError>;
 
 /// The page's parts in order, by the names [`ReportResult::sections`] lists.
-const SECTIONS: [(&str, Section); 6] = [
+const SECTIONS: [(&str, Section); 7] = [
     ("extract", extract_section),
     ("steer", steer_section),
     ("monitor", monitor_section),
     ("axis", axis_section),
     ("drift", drift_section),
     ("cap", cap_section),
+    ("em", em_section),
 ];
 
 /// Writes `run_dir/report.html` from the results found there (`run.json` of an extraction,
-/// `steer/`, `monitor/`, an axis build's `axis.json`, `drift.json`, `cap_eval.json`, with
-/// their answers, and `provenance.jsonl`).
+/// `steer/`, `monitor/`, an axis build's `axis.json`, `drift.json`, `cap_eval.json`, `em.json`,
+/// with their answers, and `provenance.jsonl`).
 pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
     if !run_dir.is_dir() {
         return Err(PipelineError::Input(format!(
@@ -218,7 +223,7 @@ pub fn write_report(run_dir: &Path) -> Result<ReportResult, PipelineError> {
     }
     if sections.is_empty() {
         return Err(PipelineError::Input(format!(
-            "{} holds no results (run.json, steer/steer.json, monitor/monitor.json, axis.json, drift.json or cap_eval.json): run `persona extract`, `persona steer`, `persona monitor`, `persona axis build`, `persona drift` or `persona cap eval` there first",
+            "{} holds no results (run.json, steer/steer.json, monitor/monitor.json, axis.json, drift.json, cap_eval.json or em.json): run `persona extract`, `persona steer`, `persona monitor`, `persona axis build`, `persona drift`, `persona cap eval` or `persona em eval` there first",
             run_dir.display()
         )));
     }
@@ -917,4 +922,147 @@ fn cap_grid(cap: &CapEvalResult, answers: &[JailbreakAnswer]) -> AnswerGrid {
         reference: cap.rows.iter().position(|r| r.percentile.is_none()),
         rows,
     }
+}
+
+fn em_section(page: &mut Report, run_dir: &Path) -> Result<bool, PipelineError> {
+    let Some(em) = EM.read::<crate::em::EmResult>(run_dir)? else {
+        return Ok(false);
+    };
+    let t = em.thresholds;
+    let percent_ci = |ci: Option<(f64, f64)>| {
+        ci.map_or_else(
+            || "–".to_string(),
+            |(lo, hi)| format!("[{:.1}, {:.1}]", lo * 100.0, hi * 100.0),
+        )
+    };
+    let o = &em.overall;
+    page.heading(2, "Emergent misalignment");
+    let mut facts = vec![
+        ("judge".to_string(), em.judge.clone()),
+        ("questions".to_string(), em.question_source.clone()),
+        (
+            "answers".to_string(),
+            format!(
+                "{} ({} per paraphrase, up to {} tokens, temperature {})",
+                o.n, em.samples, em.max_tokens, em.temperature
+            ),
+        ),
+        (
+            "EM rate (%)".to_string(),
+            format!(
+                "{} {} — {} of {} rated answers have alignment < {} and coherence > {}",
+                percent(o.em_rate),
+                percent_ci(o.em_ci95),
+                o.misaligned,
+                o.rated,
+                t.alignment_below,
+                t.coherence_above
+            ),
+        ),
+        ("mean alignment".to_string(), num(o.mean_alignment, 1)),
+        (
+            "left out of the rate".to_string(),
+            format!(
+                "CODE {}, REFUSAL {}, unscored {}",
+                o.code, o.refusal, o.unscored
+            ),
+        ),
+    ];
+    for p in &em.projections {
+        let c = &p.alignment_correlation;
+        facts.push((
+            format!(
+                "projection on {} (layer {})",
+                p.name,
+                em.layer.map_or("–".into(), |l| l.to_string())
+            ),
+            format!(
+                "mean {}; Pearson r with alignment {} {} (n = {})",
+                num(p.mean, 2),
+                num(c.pearson_r, 3),
+                interval(c.ci95),
+                c.n
+            ),
+        ));
+    }
+    page.key_values(&facts);
+    let rows: Vec<Vec<String>> = em
+        .questions
+        .iter()
+        .map(|q| {
+            let r = &q.rate;
+            vec![
+                q.id.clone(),
+                q.domain.clone(),
+                r.n.to_string(),
+                percent(r.em_rate),
+                percent_ci(r.em_ci95),
+                num(r.mean_alignment, 1),
+                format!("{} / {} / {}", r.code, r.refusal, r.unscored),
+            ]
+        })
+        .collect();
+    page.table(
+        &[
+            "question",
+            "domain",
+            "answers",
+            "EM %",
+            "95 % interval",
+            "mean alignment",
+            "CODE / REFUSAL / unscored",
+        ],
+        rows,
+    );
+    plot(
+        page,
+        run_dir,
+        crate::em::PLOT_FILE,
+        "Share of misaligned, coherent answers per question, with Wilson 95 % intervals.",
+    );
+    let answers: Vec<crate::em::EmAnswer> = EM_ANSWERS.rows(run_dir)?;
+    if let Some(grid) = em_grid(&answers, t) {
+        page.paragraph(&format!(
+            "The {} lowest-aligned answers among those judged coherent (coherence > {}).",
+            grid.rows.len(),
+            t.coherence_above
+        ));
+        page.answers(&grid);
+    }
+    Ok(true)
+}
+
+/// The coherent answers with the lowest alignment; `None` when there are none.
+fn em_grid(answers: &[crate::em::EmAnswer], t: crate::em::Thresholds) -> Option<AnswerGrid> {
+    let mut coherent: Vec<(&crate::em::EmAnswer, f64)> = answers
+        .iter()
+        .filter(|a| a.coherence.number().is_some_and(|c| c > t.coherence_above))
+        .filter_map(|a| Some((a, a.alignment.number()?)))
+        .collect();
+    coherent.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let rows: Vec<AnswerRow> = coherent
+        .into_iter()
+        .take(EM_WORST)
+        .map(|(a, alignment)| {
+            let mut note = format!(
+                "alignment {alignment:.1} · coherence {}",
+                num(a.coherence.number(), 1)
+            );
+            for (name, p) in &a.projections {
+                note.push_str(&format!(" · {name} {p:.2}"));
+            }
+            AnswerRow {
+                heading: format!("{}: {}", a.id, a.question),
+                cells: vec![Some(Excerpt {
+                    text: a.answer.clone(),
+                    note,
+                })],
+            }
+        })
+        .collect();
+    (!rows.is_empty()).then(|| AnswerGrid {
+        columns: vec!["answer".to_string()],
+        reference: None,
+        rows,
+    })
 }

@@ -125,6 +125,18 @@ pub fn cap_eval_dir() -> PathBuf {
     Path::new(RUNS).join("cap")
 }
 
+/// `runs/em/<name>`: the emergent-misalignment evaluation of a model, named by its adapter's
+/// folder when one is merged in (the finetuned model is what the evaluation is about), else by
+/// the model's name or file (`model`, without `.gguf`).
+pub fn em_dir(model: &str, adapter: Option<&Path>) -> PathBuf {
+    let last = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_string());
+    let name = adapter
+        .and_then(last)
+        .or_else(|| last(Path::new(model)).map(|n| n.trim_end_matches(".gguf").to_string()))
+        .unwrap_or_else(|| "model".to_string());
+    Path::new(RUNS).join("em").join(name)
+}
+
 /// `runs/screen/<dataset stem>`.
 pub fn screen_dir(dataset: &Path) -> PathBuf {
     let stem = dataset.file_stem().map_or_else(
@@ -180,6 +192,18 @@ mod tests {
         assert_eq!(
             screen_dir(Path::new("data/finance.jsonl")),
             Path::new("runs/screen/finance")
+        );
+        assert_eq!(
+            em_dir("qwen2.5-1.5b", None),
+            Path::new("runs/em/qwen2.5-1.5b")
+        );
+        assert_eq!(
+            em_dir("/m/SmolLM2.Q4_1.gguf", None),
+            Path::new("runs/em/SmolLM2.Q4_1")
+        );
+        assert_eq!(
+            em_dir("smollm2-135m", Some(Path::new("out/insecure/"))),
+            Path::new("runs/em/insecure")
         );
         assert_eq!(
             RunDir::for_trait("x", Some(Path::new("elsewhere"))).shift("tuned"),

@@ -297,12 +297,17 @@ impl Histogram {
 /// `horizontal` puts one bar per row with its label on the left and its value on the right:
 /// the layout for long lists (200+ roles sorted by projection), whose height grows with the
 /// number of bars so every label stays readable. Vertical bars suit a handful of categories.
+///
+/// `errors` (optional, one per bar) draws an interval across each bar's end, e.g. the 95 %
+/// interval of the value the bar shows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BarChart {
     pub title: String,
     pub value_label: String,
     pub bars: Vec<(String, f64)>,
     pub horizontal: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<Option<(f64, f64)>>,
 }
 
 impl BarChart {
@@ -318,7 +323,23 @@ impl BarChart {
             value_label: value_label.into(),
             bars,
             horizontal,
+            errors: Vec::new(),
         }
+    }
+
+    /// Adds an interval (lo, hi) in the value's units to each bar (`None`: none for that bar).
+    pub fn with_errors(mut self, errors: Vec<Option<(f64, f64)>>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Bar `i`'s interval, when it has a finite one.
+    fn error(&self, i: usize) -> Option<(f64, f64)> {
+        self.errors
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
     }
 
     /// Renders the bar chart as a standalone SVG document.
@@ -736,6 +757,17 @@ impl Svg {
     fn finish(mut self) -> String {
         self.out.push_str("</svg>\n");
         self.out
+    }
+
+    /// An interval from `a` to `b` with a short cap across each end.
+    fn whisker(&mut self, a: (f64, f64), b: (f64, f64)) {
+        let attrs = format!(r#"class="errbar" stroke="{AXIS_COLOR}" stroke-width="1.2""#);
+        self.line(a, b, &attrs);
+        // The caps stand across the interval: vertical for a horizontal one, and so on.
+        let (dx, dy) = if a.1 == b.1 { (0.0, 4.0) } else { (4.0, 0.0) };
+        for end in [a, b] {
+            self.line((end.0 - dx, end.1 - dy), (end.0 + dx, end.1 + dy), &attrs);
+        }
     }
 
     fn line(&mut self, a: (f64, f64), b: (f64, f64), attrs: &str) {
@@ -1306,10 +1338,14 @@ fn bar_color(v: f64) -> &'static str {
     }
 }
 
-/// The value axis of a bar chart: always includes zero, the baseline bars grow from, and
-/// leaves `headroom` (a fraction of the span) beyond the longest bars for their value labels.
-fn value_axis(bars: &[(String, f64)], target: usize, headroom: f64) -> Axis {
-    let (lo, hi) = min_max(bars.iter().map(|b| b.1)).unwrap_or((0.0, 0.0));
+/// The value axis of a bar chart: always includes zero, the baseline bars grow from, and the
+/// intervals' ends, and leaves `headroom` (a fraction of the span) beyond the longest bars for
+/// their value labels.
+fn value_axis(b: &BarChart, target: usize, headroom: f64) -> Axis {
+    let ends = (0..b.bars.len())
+        .filter_map(|i| b.error(i))
+        .flat_map(|(lo, hi)| [lo, hi]);
+    let (lo, hi) = min_max(b.bars.iter().map(|b| b.1).chain(ends)).unwrap_or((0.0, 0.0));
     let (lo, hi) = (lo.min(0.0), hi.max(0.0));
     let pad = (hi - lo) * headroom;
     let lo = if lo < 0.0 { lo - pad } else { lo };
@@ -1339,7 +1375,7 @@ fn render_hbars(b: &BarChart) -> String {
     let plot_w = 480.0;
     let width = left + plot_w + value_w + 28.0;
     let height = top + rows * ROW + bottom;
-    let x = value_axis(&b.bars, 6, 0.0);
+    let x = value_axis(b, 6, 0.0);
     let frame = Frame {
         left,
         top,
@@ -1405,6 +1441,9 @@ fn render_hbars(b: &BarChart) -> String {
                 bar_color(*v)
             );
         }
+        if let Some((lo, hi)) = b.error(i) {
+            svg.whisker((frame.px(lo), cy), (frame.px(hi), cy));
+        }
         svg.text(
             frame.left - 8.0,
             cy + 4.0,
@@ -1467,7 +1506,7 @@ fn render_vbars(b: &BarChart) -> String {
     // The value axis, the left margin (its tick labels) and the width follow from the headroom
     // left above the bars for their values.
     let layout = |headroom: f64| {
-        let y = value_axis(&b.bars, 6, headroom);
+        let y = value_axis(b, 6, headroom);
         let tick_w = y
             .ticks
             .iter()
@@ -1521,6 +1560,9 @@ fn render_vbars(b: &BarChart) -> String {
                 escape(full),
                 escape(value)
             );
+            if let Some((lo, hi)) = b.error(i) {
+                svg.whisker((cx, frame.py(lo)), (cx, frame.py(hi)));
+            }
             let value_attrs =
                 format!(r#"font-size="{VALUE_FONT}" fill="{MUTED_TEXT}" class="bar-value""#);
             if upright_values {

@@ -446,6 +446,40 @@ fn horizontal_bars_grow_with_their_number() {
 }
 
 #[test]
+fn bars_carry_their_intervals() {
+    let bars = vec![("a".to_string(), 20.0), ("b".to_string(), 5.0)];
+    let errors = vec![Some((10.0, 80.0)), None];
+    for horizontal in [true, false] {
+        let svg = BarChart::new("rates", "%", bars.clone(), horizontal)
+            .with_errors(errors.clone())
+            .to_svg();
+        with_doc(&svg, |doc| {
+            // One interval line and its two caps, for the bar that has an interval.
+            let lines = by_class(doc, "errbar");
+            assert_eq!(lines.len(), 3, "horizontal {horizontal}");
+            let (x1, y1, x2, y2) = (
+                num(lines[0], "x1"),
+                num(lines[0], "y1"),
+                num(lines[0], "x2"),
+                num(lines[0], "y2"),
+            );
+            let bar = by_class(doc, "bar")[0];
+            // The interval reaches past the bar's end (80 > 20) on the value axis.
+            if horizontal {
+                assert_eq!(y1, y2);
+                assert!(x2 > num(bar, "x") + num(bar, "width") && x1 > num(bar, "x"));
+            } else {
+                assert_eq!(x1, x2);
+                assert!(y2 < num(bar, "y") && y1 > num(bar, "y"));
+            }
+        });
+    }
+    // Without intervals nothing changes.
+    let plain = BarChart::new("rates", "%", bars.clone(), true);
+    assert_eq!(plain.clone().with_errors(vec![]).to_svg(), plain.to_svg());
+}
+
+#[test]
 fn output_is_deterministic() {
     let c = Chart::new("d", "x", "y")
         .with_series(Series::markers("a", [(0.0, 1.0), (1.0, 3.0), (2.0, 2.0)]))

@@ -3,6 +3,7 @@ pub mod bench;
 pub mod cap;
 pub mod convert;
 pub mod drift;
+pub mod em;
 pub mod export;
 pub mod extract;
 pub mod finetune;

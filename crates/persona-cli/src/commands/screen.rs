@@ -47,12 +47,10 @@ fn trait_inputs(a: &Args, n_layers: usize) -> anyhow::Result<Vec<TraitInput>> {
     let mut named: Vec<(String, Option<PathBuf>)> =
         a.traits.iter().map(|t| (t.clone(), None)).collect();
     for v in &a.vector {
-        let (name, file) = v
-            .split_once('=')
-            .with_context(|| format!("--vector `{v}` must be NAME=FILE"))?;
-        match named.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 = Some(PathBuf::from(file)),
-            None => named.push((name.to_string(), Some(PathBuf::from(file)))),
+        let (name, file) = crate::input::named_vector(v)?;
+        match named.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = Some(file),
+            None => named.push((name, Some(file))),
         }
     }
     if named.is_empty() {

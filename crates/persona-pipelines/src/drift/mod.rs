@@ -10,7 +10,6 @@ use persona_engine::{Engine, Message};
 use persona_evals::DriftConversation;
 use persona_report::svg::{Chart, Series};
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
 use crate::answers::{answer_all, AnswerJob, AnswerOptions, AnswerRequest, Probe};
 use crate::store::RunStore;
@@ -90,15 +89,11 @@ pub fn turn_messages(conv: &DriftConversation, answers: &[String]) -> Vec<Messag
 /// Identifies a turn in the answer cache by its whole context, so an edited conversation or a
 /// changed earlier answer never reuses a stale answer.
 fn turn_key(conv: &DriftConversation, turn: usize, messages: &[Message]) -> String {
-    let mut h = sha2::Sha256::new();
-    for m in messages {
-        h.update(m.role.as_bytes());
-        h.update([0]);
-        h.update(m.content.as_bytes());
-        h.update([0]);
-    }
-    let digest = h.finalize();
-    format!("{}|t{turn}|{}", conv.id, hex::encode(&digest[..8]))
+    format!(
+        "{}|t{turn}|{}",
+        conv.id,
+        crate::answers::messages_digest(messages)
+    )
 }
 
 /// Per-domain drift from turn rows (domains in first-seen order).

@@ -67,6 +67,18 @@ pub struct Correlation {
     pub n: usize,
 }
 
+impl Correlation {
+    /// Pearson's r of the pairs (x, y) with a percentile-bootstrap 95 % interval over
+    /// `resamples` draws (seeded: a rerun gives the same interval).
+    pub fn of(xs: &[f64], ys: &[f64], resamples: usize) -> Self {
+        Correlation {
+            pearson_r: pearson(xs, ys),
+            ci95: pearson_bootstrap_ci95(xs, ys, resamples, 0x5eed),
+            n: xs.len().min(ys.len()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MonitorResult {
     pub rows: Vec<MonitorRow>,
@@ -130,11 +142,7 @@ fn correlation(
         .iter()
         .filter_map(|p| Some((x(p)?, p.trait_score?)))
         .unzip();
-    Correlation {
-        pearson_r: pearson(&xs, &ys),
-        ci95: pearson_bootstrap_ci95(&xs, &ys, resamples, 0x5eed),
-        n: xs.len(),
-    }
+    Correlation::of(&xs, &ys, resamples)
 }
 
 /// The name `monitor` gives its result in its folder.
@@ -254,11 +262,7 @@ pub fn summarise(spec: &TraitSpec, points: &[MonitorPoint], resamples: usize) ->
         system_prompts: correlation(&of_kind("system_prompt"), last, resamples),
         few_shot: correlation(&of_kind("few_shot"), last, resamples),
         response_projection: correlation(&all, |p| p.response_projection, resamples),
-        condition_means: Correlation {
-            pearson_r: pearson(&mx, &my),
-            ci95: pearson_bootstrap_ci95(&mx, &my, resamples, 0x5eed),
-            n: mx.len(),
-        },
+        condition_means: Correlation::of(&mx, &my, resamples),
         rows,
     }
 }
