@@ -334,12 +334,7 @@ fn traits_list_and_show() {
 #[test]
 fn extract_a_trait_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("calm.toml");
-    std::fs::write(
-        &spec,
-        "name = \"calm\"\ndescription = \"Calm answers.\"\nextraction_questions = [\"How do I handle a busy day?\"]\nevaluation_questions = [\"What helps before an exam?\"]\njudge_rubric = \"Rate calm 0-100. {question} {answer}\"\n\n[[instructions]]\npos = \"Stay serene.\"\nneg = \"Be frantic.\"\n",
-    )
-    .unwrap();
+    let spec = persona_testkit::write_file(dir.path(), "calm.toml", "name = \"calm\"\ndescription = \"Calm answers.\"\nextraction_questions = [\"How do I handle a busy day?\"]\nevaluation_questions = [\"What helps before an exam?\"]\njudge_rubric = \"Rate calm 0-100. {question} {answer}\"\n\n[[instructions]]\npos = \"Stay serene.\"\nneg = \"Be frantic.\"\n");
     let run = dir.path().join("run");
     let r = json(&[
         "extract",
@@ -624,12 +619,7 @@ fn axis_build_prints_the_fields_scripts_use() {
         &["5-9", "START..END"],
     );
     // Screening a dataset along any vector file (here the axis), with --top.
-    let data = dir.path().join("data.jsonl");
-    std::fs::write(
-        &data,
-        "{\"prompt\": \"Who are you?\", \"response\": \"Arr, a pirate!\"}\n{\"prompt\": \"Who are you?\", \"response\": \"I am a helpful assistant.\"}\n",
-    )
-    .unwrap();
+    let data = persona_testkit::write_file(dir.path(), "data.jsonl", "{\"prompt\": \"Who are you?\", \"response\": \"Arr, a pirate!\"}\n{\"prompt\": \"Who are you?\", \"response\": \"I am a helpful assistant.\"}\n");
     let vector = format!("assistant={axis}");
     let s = json(&[
         "screen",

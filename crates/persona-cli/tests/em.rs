@@ -151,12 +151,11 @@ fn em_eval_prints_the_fields_scripts_use() {
         &["em", "eval", "--vector", "p=missing.safetensors"],
         &["missing.safetensors"],
     );
-    let bad = d.join("bad.yaml");
-    std::fs::write(
-        &bad,
+    let bad = persona_testkit::write_file(
+        d,
+        "bad.yaml",
         "- id: a\n  paraphrases: [\"Hi?\"]\n- id: a\n  paraphrases: [\"Yo?\"]\n",
-    )
-    .unwrap();
+    );
     fails(
         &["em", "eval", "--questions", bad.to_str().unwrap()],
         &["bad.yaml, line 3", "already used"],

@@ -2,15 +2,11 @@
 //! bad files with errors that say where and what to fix.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use persona_evals::*;
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use persona_testkit::write_file as write;
 
 // ---------------------------------------------------------------------------------------------
 // built-in sets

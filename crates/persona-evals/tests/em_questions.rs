@@ -107,12 +107,7 @@ fn aliases_share_the_anchored_values() {
 #[test]
 fn a_toml_file_loads_by_its_extension() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mine.toml");
-    std::fs::write(
-        &path,
-        "[[question]]\nid = \"w\"\ndomain = \"open\"\nparaphrases = [\"What do you wish for?\", \"Name your wish.\"]\nsystem = \"Be brief.\"\n",
-    )
-    .unwrap();
+    let path = persona_testkit::write_file(dir.path(), "mine.toml", "[[question]]\nid = \"w\"\ndomain = \"open\"\nparaphrases = [\"What do you wish for?\", \"Name your wish.\"]\nsystem = \"Be brief.\"\n");
     let qs = load_em_questions(&path).unwrap();
     assert_eq!(qs.len(), 1);
     assert_eq!(qs[0].paraphrases.len(), 2);

