@@ -17,7 +17,7 @@ use output::Format;
     about = "Find, watch, steer and cap the persona directions of language models"
 )]
 struct Cli {
-    /// Model: a known name (`smollm2-135m`, `qwen2.5-1.5b`), a .gguf file, or a Hugging Face
+    /// Model: a known name (`smollm2-135m`, `qwen2.5-0.5b`, `qwen2.5-1.5b`), a .gguf file, or a Hugging Face
     /// model folder. Default: the embedded SmolLM2-135M-Instruct.
     #[arg(long, global = true)]
     model: Option<String>,
