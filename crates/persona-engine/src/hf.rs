@@ -84,6 +84,19 @@ impl HfFolder {
                 Family::SUPPORTED
             ),
         })?;
+        // Sizes the model is built from; a zero would divide by zero or build an empty model.
+        for (key, value) in [
+            ("num_hidden_layers", c.num_hidden_layers),
+            ("hidden_size", c.hidden_size),
+            ("num_attention_heads", c.num_attention_heads),
+        ] {
+            if value == 0 {
+                return Err(EngineError::UnsupportedModel {
+                    path: path.clone(),
+                    reason: format!("{key} is 0: give the model's real size in config.json"),
+                });
+            }
+        }
         let rope_scaling = match &c.rope_scaling {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(parse_rope_scaling(v, &path)?),

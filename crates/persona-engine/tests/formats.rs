@@ -117,6 +117,18 @@ fn bad_model_inputs_get_clear_errors() {
     let gguf = load(WeightMode::F32);
     let conv = dir.path().join("conv");
     gguf.write_hf_folder(&conv, ConvertDType::BF16).unwrap();
+    edit_config(
+        &conv,
+        r#""num_attention_heads": 9"#,
+        r#""num_attention_heads": 0"#,
+    );
+    let e = load_error(&conv);
+    assert!(e.contains("num_attention_heads is 0"), "{e}");
+    edit_config(
+        &conv,
+        r#""num_attention_heads": 0"#,
+        r#""num_attention_heads": 9"#,
+    );
     edit_config(&conv, r#""llama""#, r#""gpt_neox""#);
     let e = load_error(&conv);
     assert!(e.contains("gpt_neox") && e.contains("supported"), "{e}");
