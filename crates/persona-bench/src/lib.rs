@@ -3,6 +3,7 @@
 //! with like on this machine.
 
 mod peers;
+pub mod training;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,8 @@ pub use workload::{Workload, WorkloadError};
 pub enum BenchError {
     #[error(transparent)]
     Engine(#[from] persona_engine::EngineError),
+    #[error(transparent)]
+    Training(#[from] persona_finetune::FinetuneError),
     #[error(transparent)]
     Workload(#[from] WorkloadError),
 }
@@ -165,7 +168,8 @@ pub fn run_ours(
     Ok(fig)
 }
 
-/// Our figures over the peers' for the comparisons the project tracks.
+/// Our figures over the peers' for the comparisons the project tracks (a denominator that no
+/// peer measured may be one of ours: a reference path of our own).
 pub fn ratios(
     ours: &BTreeMap<String, f64>,
     peers: &BTreeMap<String, f64>,
@@ -189,11 +193,17 @@ pub fn ratios(
         ),
         ("decode_vs_hf_decode", "decode_tok_s", "hf_decode_tok_s"),
         ("rss_vs_llamacpp", "peak_rss_mib", "peak_rss_mib_llamacpp"),
+        ("train_vs_peft", "train_tok_s", "peft_train_tok_s"),
+        (
+            "train_vs_reference_products",
+            "train_tok_s",
+            "train_reference_tok_s",
+        ),
     ];
     pairs
         .iter()
         .filter_map(|(name, a, b)| {
-            let (x, y) = (ours.get(*a)?, peers.get(*b)?);
+            let (x, y) = (ours.get(*a)?, peers.get(*b).or_else(|| ours.get(*b))?);
             (*y > 0.0).then(|| (name.to_string(), x / y))
         })
         .collect()

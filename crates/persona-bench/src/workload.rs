@@ -10,7 +10,7 @@ use serde::Deserialize;
 pub enum WorkloadError {
     #[error("cannot read the benchmark workload {path}: {message}. Pass --reference DIR (the folder with greedy_llamacpp.json and extract_workload/) or set PERSONA_SHARED")]
     Read { path: PathBuf, message: String },
-    #[error("our tokenizer disagrees with the reference workload in {path} ({what}); this model is not the one the workload was made for")]
+    #[error("our tokenizer disagrees with the reference workload in {path} ({what}); this model is not the one the workload was made for: measure other models with `persona bench --sections training`")]
     Mismatch { path: PathBuf, what: String },
 }
 
@@ -46,7 +46,7 @@ struct Sample {
     prompt_len: usize,
 }
 
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, WorkloadError> {
+pub(crate) fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, WorkloadError> {
     let err = |message: String| WorkloadError::Read {
         path: path.to_path_buf(),
         message,

@@ -3,7 +3,7 @@
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
-use persona_kernels::amx::AmxMatrix;
+use persona_kernels::bf16_matmul::Bf16Matrix;
 use persona_kernels::gemv_i8::I8Matrix;
 use serde::Serialize;
 
@@ -108,7 +108,7 @@ pub(crate) struct Linear {
     /// Exact f32 weights.
     dense: Option<Tensor>,
     /// bf16 AMX tiles: many-row products on CPUs that have AMX.
-    tiles: Option<AmxMatrix>,
+    tiles: Option<Bf16Matrix>,
     /// int8 weights: few-row products (decode steps) on CPUs with AVX-512 VNNI.
     int8: Option<I8Matrix>,
     /// candle's quantized weights: few-row products elsewhere, and the `quantized` layout.
@@ -178,7 +178,7 @@ impl Linear {
                     l.quant = Some(quantized_copy(raw, Some(&f), device)?);
                 }
                 if amx {
-                    l.tiles = Some(AmxMatrix::pack(&host, n, k));
+                    l.tiles = Some(Bf16Matrix::pack(&host, n, k));
                 } else {
                     l.dense = Some(f);
                 }

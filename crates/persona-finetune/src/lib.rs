@@ -6,12 +6,16 @@
 //! (ablation) the residual stream while training, never afterwards.
 
 pub mod data;
+pub mod frozen;
+mod fused;
 pub mod model;
+pub mod optim;
 pub mod train;
 
 pub use data::{load_dataset, TrainSeq};
+pub use frozen::FrozenProducts;
 pub use model::{LoraModel, TrainIntervention};
-pub use train::{finetune, FinetuneOptions, FinetuneResult, StepReport};
+pub use train::{finetune, FinetuneOptions, FinetuneResult, StepReport, Trainer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FinetuneError {

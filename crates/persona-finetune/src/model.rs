@@ -4,11 +4,13 @@
 //! inference kernels, which have no backward pass.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use persona_core::stats::SplitMix;
 use persona_engine::{DenseWeights, RopeStyle};
 
+use crate::frozen::{FrozenMatrix, FrozenProducts};
 use crate::FinetuneError;
 
 /// Trainable low-rank factors of one projection: W x + s·B(A x).
@@ -88,6 +90,13 @@ pub struct LoraModel {
     pub alpha: f64,
     cos: Tensor,
     sin: Tensor,
+    /// The frozen weights packed for fast products; `None`: plain f32 matmuls.
+    frozen: Option<Frozen>,
+}
+
+struct Frozen {
+    linears: BTreeMap<(usize, String), Arc<FrozenMatrix>>,
+    lm_head: Arc<FrozenMatrix>,
 }
 
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
@@ -153,13 +162,44 @@ impl LoraModel {
             lora,
             rank,
             alpha,
+            frozen: None,
         })
     }
 
+    /// Computes the frozen weights' products as `products` says (a new model computes them
+    /// with plain f32 matmuls, the reference).
+    pub fn with_products(mut self, products: FrozenProducts) -> candle_core::Result<LoraModel> {
+        self.frozen = match products {
+            FrozenProducts::Reference => None,
+            FrozenProducts::Fast => {
+                let mut linears = BTreeMap::new();
+                for (l, block) in self.weights.blocks.iter().enumerate() {
+                    for (part, (w, _)) in &block.linears {
+                        linears.insert((l, part.clone()), FrozenMatrix::new(w)?);
+                    }
+                }
+                Some(Frozen {
+                    linears,
+                    lm_head: FrozenMatrix::new(&self.weights.lm_head)?,
+                })
+            }
+        };
+        Ok(self)
+    }
+
+    /// The trainable factors, in a fixed order (layer, projection, A before B).
     pub fn vars(&self) -> Vec<Var> {
         self.lora
             .values()
             .flat_map(|p| [p.a.clone(), p.b.clone()])
+            .collect()
+    }
+
+    /// Names of [`Self::vars`], in the same order: `LAYER.PART.a`, `LAYER.PART.b`.
+    pub fn var_names(&self) -> Vec<String> {
+        self.lora
+            .keys()
+            .flat_map(|(l, part)| [format!("{l}.{part}.a"), format!("{l}.{part}.b")])
             .collect()
     }
 
@@ -177,7 +217,10 @@ impl LoraModel {
         let (b, t, inp) = x.dims3()?;
         let (w, bias) = &self.weights.blocks[l].linears[part];
         let flat = x.reshape((b * t, inp))?;
-        let mut y = flat.matmul(&w.t()?)?;
+        let mut y = match &self.frozen {
+            Some(f) => f.linears[&(l, part.to_string())].forward(&flat)?,
+            None => flat.matmul(&w.t()?)?,
+        };
         if let Some(bias) = bias {
             y = y.broadcast_add(bias)?;
         }
@@ -190,8 +233,26 @@ impl LoraModel {
         y.reshape((b, t, out))
     }
 
+    /// Whether the fast path (packed products, fused ops) is on.
+    pub fn is_fast(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// RMSNorm with a frozen weight: fused on the fast path.
+    fn norm(&self, x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+        let eps = self.weights.config.rms_eps;
+        if self.is_fast() {
+            crate::fused::rms_norm(x, w, eps)
+        } else {
+            rms_norm(x, w, eps)
+        }
+    }
+
     /// RoPE on `[b, heads, t, hd]`, in the model's own pairing of dimensions.
     fn rope(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.is_fast() {
+            return crate::fused::rope(x, &self.cos, &self.sin, self.weights.config.rope_style);
+        }
         let (b, h, t, hd) = x.dims4()?;
         let half = hd / 2;
         let cos = self.cos.narrow(0, 0, t)?;
@@ -222,65 +283,102 @@ impl LoraModel {
         ids: &Tensor,
         intervention: Option<&TrainIntervention>,
     ) -> candle_core::Result<Tensor> {
-        let c = &self.weights.config;
         let (b, t) = ids.dims2()?;
-        let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
-        let eps = c.rms_eps;
-        let dev = self.device();
-        let mut h = self
-            .weights
+        let h = self.hidden(ids, intervention)?;
+        self.logits(&h.reshape((b * t, self.weights.config.d_model))?)?
+            .reshape((b, t, self.weights.config.vocab_size))
+    }
+
+    /// Logits `[n, V]` of residual-stream rows `[n, d]` after the last block.
+    pub fn logits(&self, rows: &Tensor) -> candle_core::Result<Tensor> {
+        let normed = self.norm(rows, &self.weights.final_norm)?;
+        match &self.frozen {
+            Some(f) => f.lm_head.forward(&normed),
+            None => normed.matmul(&self.weights.lm_head.t()?),
+        }
+    }
+
+    /// The residual stream `[b, t, d]` after the last block, for token ids `[b, t]`.
+    pub fn hidden(
+        &self,
+        ids: &Tensor,
+        intervention: Option<&TrainIntervention>,
+    ) -> candle_core::Result<Tensor> {
+        let mut h = self.embed(ids)?;
+        let mask = self.causal_mask(ids.dim(1)?)?;
+        for l in 0..self.weights.blocks.len() {
+            h = self.block(l, &h, &mask, intervention)?;
+        }
+        Ok(h)
+    }
+
+    /// The token embeddings `[b, t, d]` of ids `[b, t]` (frozen: no gradient flows into them).
+    pub fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.weights
             .embed
             .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, t, c.d_model))?;
+            .reshape((b, t, self.weights.config.d_model))
+    }
+
+    /// The additive causal mask `[t, t]`: 0 on and below the diagonal, −10⁹ above it.
+    pub fn causal_mask(&self, t: usize) -> candle_core::Result<Tensor> {
         let mask: Vec<f32> = (0..t)
             .flat_map(|i| (0..t).map(move |j| if j > i { -1e9 } else { 0.0 }))
             .collect();
-        let mask = Tensor::from_vec(mask, (t, t), dev)?;
+        Tensor::from_vec(mask, (t, t), self.device())
+    }
+
+    /// Block `l` on the residual stream `h` `[b, t, d]`, then the training intervention's
+    /// effect at its `resid_post`.
+    pub fn block(
+        &self,
+        l: usize,
+        h: &Tensor,
+        mask: &Tensor,
+        intervention: Option<&TrainIntervention>,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.weights.config;
+        let (b, t, _) = h.dims3()?;
+        let (nh, nkv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let group = nh / nkv;
-        for (l, block) in self.weights.blocks.iter().enumerate() {
-            let x = rms_norm(&h, &block.attn_norm, eps)?;
-            let heads =
-                |y: Tensor, n: usize, norm: &Option<Tensor>| -> candle_core::Result<Tensor> {
-                    let y = y.reshape((b, t, n, hd))?;
-                    let y = match norm {
-                        Some(w) => rms_norm(&y, w, eps)?,
-                        None => y,
-                    };
-                    self.rope(&y.transpose(1, 2)?.contiguous()?)
-                };
-            let q = heads(self.project(l, "attn_q", &x)?, nh, &block.q_norm)?;
-            let k = heads(self.project(l, "attn_k", &x)?, nkv, &block.k_norm)?;
-            let v = self
-                .project(l, "attn_v", &x)?
-                .reshape((b, t, nkv, hd))?
-                .transpose(1, 2)?;
-            // Each key/value head serves `group` query heads.
-            let repeat = |y: Tensor| -> candle_core::Result<Tensor> {
-                y.unsqueeze(2)?
-                    .broadcast_as((b, nkv, group, t, hd))?
-                    .reshape((b, nh, t, hd))
+        let block = &self.weights.blocks[l];
+        let x = self.norm(h, &block.attn_norm)?;
+        let heads = |y: Tensor, n: usize, norm: &Option<Tensor>| -> candle_core::Result<Tensor> {
+            let y = y.reshape((b, t, n, hd))?;
+            let y = match norm {
+                Some(w) => self.norm(&y, w)?,
+                None => y,
             };
-            let (k, v) = (repeat(k)?, repeat(v.contiguous()?)?);
-            let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(&mask)?;
-            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            let attn = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, t, nh * hd))?;
-            let mid = (&h + self.project(l, "attn_output", &attn)?)?;
-            let x = rms_norm(&mid, &block.mlp_norm, eps)?;
-            let act =
-                (self.project(l, "ffn_gate", &x)?.silu()? * self.project(l, "ffn_up", &x)?)?;
-            h = (mid + self.project(l, "ffn_down", &act)?)?;
-            if let Some(iv) = intervention {
-                h = iv.apply(l, h)?;
-            }
+            self.rope(&y.transpose(1, 2)?.contiguous()?)
+        };
+        let q = heads(self.project(l, "attn_q", &x)?, nh, &block.q_norm)?;
+        let k = heads(self.project(l, "attn_k", &x)?, nkv, &block.k_norm)?;
+        let v = self
+            .project(l, "attn_v", &x)?
+            .reshape((b, t, nkv, hd))?
+            .transpose(1, 2)?;
+        // Each key/value head serves `group` query heads.
+        let repeat = |y: Tensor| -> candle_core::Result<Tensor> {
+            y.unsqueeze(2)?
+                .broadcast_as((b, nkv, group, t, hd))?
+                .reshape((b, nh, t, hd))
+        };
+        let (k, v) = (repeat(k)?, repeat(v.contiguous()?)?);
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let attn = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        let mid = (h + self.project(l, "attn_output", &attn)?)?;
+        let x = self.norm(&mid, &block.mlp_norm)?;
+        let act = (self.project(l, "ffn_gate", &x)?.silu()? * self.project(l, "ffn_up", &x)?)?;
+        let out = (mid + self.project(l, "ffn_down", &act)?)?;
+        match intervention {
+            Some(iv) => iv.apply(l, out),
+            None => Ok(out),
         }
-        let normed = rms_norm(&h, &self.weights.final_norm, eps)?;
-        normed
-            .reshape((b * t, c.d_model))?
-            .matmul(&self.weights.lm_head.t()?)?
-            .reshape((b, t, c.vocab_size))
     }
 
     /// The adapter as it stands, in the engine's layout.

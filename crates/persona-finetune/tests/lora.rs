@@ -105,6 +105,7 @@ fn training_forward_matches_the_engine_and_adapters_round_trip() {
         seed: 1,
         targets: targets(),
         intervention: None,
+        products: Default::default(),
     };
     let out = dir.path().join("adapter");
     let mut steps = Vec::new();
@@ -225,4 +226,182 @@ fn training_forward_matches_the_engine_and_adapters_round_trip() {
         .to_scalar::<f32>()
         .unwrap();
     assert!(a.is_finite() && (a - plain).abs() > 1e-5);
+}
+
+/// Gradients of every factor, flattened in `model.vars()` order.
+fn flat(grads: &[Tensor]) -> Vec<f32> {
+    grads
+        .iter()
+        .flat_map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+/// ‖a − b‖ / ‖b‖ and the cosine of a and b.
+fn rel_err_and_cosine(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    (diff / nb, dot / (na * nb))
+}
+
+/// A model whose B factors are nonzero (at initialisation B = 0 and A's gradient vanishes).
+fn perturbed(weights: &persona_engine::DenseWeights) -> LoraModel {
+    let model = LoraModel::new(weights.clone(), 4, 8.0, &targets(), 3).unwrap();
+    for pair in model.lora.values() {
+        let b = pair.b.as_tensor();
+        pair.b
+            .set(&Tensor::randn(0f32, 0.02, b.shape(), b.device()).unwrap())
+            .unwrap();
+    }
+    model
+}
+
+/// The fast path (bf16 products where the CPU has them, fused ops, checkpointed blocks)
+/// against the f32 reference (candle's own ops, one graph over the whole model), on the same
+/// batch, factors and training intervention. The checkpointed reference equals the whole
+/// graph up to float reassociation; the fast gradients agree within bf16 rounding: relative
+/// error ≤ 3 % of the gradient's norm, cosine ≥ 0.999.
+#[test]
+fn fast_and_checkpointed_gradients_agree_with_the_f32_reference() {
+    use persona_finetune::train::batch_gradients;
+    use persona_finetune::FrozenProducts;
+    let engine = f32_engine(None);
+    let data = [
+        sample(
+            &engine,
+            "How is the weather?",
+            "Gloomy, grey and getting worse.",
+        ),
+        sample(
+            &engine,
+            "Name a colour.",
+            "Blue is a calm colour, like the sea.",
+        ),
+    ];
+    let batch: Vec<&TrainSeq> = data.iter().collect();
+    let c = engine.config().clone();
+    let iv = TrainIntervention::Steer {
+        layer: 12,
+        vector: (0..c.d_model)
+            .map(|i| ((i % 5) as f32 - 2.0) / 4.0)
+            .collect(),
+        alpha: 2.0,
+    };
+    let reference = perturbed(&engine.dense_weights().unwrap());
+    let whole = batch_loss(&reference, &batch, Some(&iv)).unwrap();
+    let store = whole.backward().unwrap();
+    let whole_grads: Vec<Tensor> = reference
+        .vars()
+        .iter()
+        .map(|v| store.get(v.as_tensor()).unwrap().clone())
+        .collect();
+    let whole_loss = whole.to_scalar::<f32>().unwrap() as f64;
+    let n = c.n_layers;
+    for kept in [0, 10, n] {
+        let (loss, grads) = batch_gradients(&reference, &batch, Some(&iv), kept).unwrap();
+        let (err, _) = rel_err_and_cosine(&flat(&grads), &flat(&whole_grads));
+        assert!(
+            (loss - whole_loss).abs() < 1e-5,
+            "kept {kept}: {loss} vs {whole_loss}"
+        );
+        assert!(err < 1e-4, "kept {kept}: relative gradient error {err}");
+    }
+    let fast = reference.with_products(FrozenProducts::Fast).unwrap();
+    let (loss, grads) = batch_gradients(&fast, &batch, Some(&iv), 0).unwrap();
+    let (err, cos) = rel_err_and_cosine(&flat(&grads), &flat(&whole_grads));
+    eprintln!(
+        "fast ({}) vs f32 reference: loss {loss:.5} vs {whole_loss:.5}, relative gradient error {err:.4}, cosine {cos:.6}",
+        FrozenProducts::Fast.describe()
+    );
+    assert!(
+        (loss - whole_loss).abs() < 0.01 * whole_loss,
+        "{loss} vs {whole_loss}"
+    );
+    assert!(
+        err < 0.03 && cos > 0.999,
+        "relative error {err}, cosine {cos}"
+    );
+}
+
+/// AdamW's moments travel with the checkpoint: one epoch, a stop, and a rerun to two epochs
+/// end with exactly the adapter of two epochs run at once.
+#[test]
+fn a_resumed_run_ends_where_the_uninterrupted_run_ends() {
+    let engine = f32_engine(None);
+    let data = vec![
+        sample(
+            &engine,
+            "How is the weather?",
+            "Gloomy, grey and getting worse.",
+        ),
+        sample(
+            &engine,
+            "How was the film?",
+            "Gloomy, dull and far too long.",
+        ),
+        sample(
+            &engine,
+            "Name a colour.",
+            "Grey, like the end of everything.",
+        ),
+    ];
+    let weights = engine.dense_weights().unwrap();
+    let opts = |epochs| FinetuneOptions {
+        rank: 4,
+        alpha: 8.0,
+        lr: 5e-3,
+        epochs,
+        batch_size: 2,
+        seed: 4,
+        targets: targets(),
+        intervention: None,
+        products: Default::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (straight, resumed) = (dir.path().join("straight"), dir.path().join("resumed"));
+    finetune(
+        weights.clone(),
+        "smollm2",
+        &data,
+        &opts(2),
+        &straight,
+        &mut |_| {},
+    )
+    .unwrap();
+    finetune(
+        weights.clone(),
+        "smollm2",
+        &data,
+        &opts(1),
+        &resumed,
+        &mut |_| {},
+    )
+    .unwrap();
+    let r = finetune(weights, "smollm2", &data, &opts(2), &resumed, &mut |_| {}).unwrap();
+    assert_eq!(r.resumed_from_epoch, 1);
+    let load = |d: &std::path::Path| {
+        candle_core::safetensors::load(
+            d.join("adapter_model.safetensors"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
+    };
+    let (a, b) = (load(&straight), load(&resumed));
+    assert_eq!(a.len(), b.len());
+    for (name, t) in &a {
+        let (x, y) = (
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(x, y, "{name} differs after resuming");
+    }
+    assert!(resumed
+        .join("checkpoint-epoch-1/optimizer.safetensors")
+        .is_file());
 }

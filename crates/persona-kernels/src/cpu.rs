@@ -16,6 +16,19 @@ pub fn has_avx512_vnni() -> bool {
     }
 }
 
+/// AVX-512 with BF16 dot products (`vdpbf16ps`): Intel Cooper Lake and later, AMD Zen 4 and
+/// later.
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Intel AMX with bf16 tiles, and the kernel's permission to use them for this process.
 pub fn has_amx_bf16() -> bool {
     static AMX: OnceLock<bool> = OnceLock::new();

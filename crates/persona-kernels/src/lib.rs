@@ -3,9 +3,9 @@
 //! matrix-vector products (decode) on int8 weights with AVX-512 VNNI. Each kernel has a portable
 //! fallback; callers ask [`cpu`] what this machine can do.
 
-pub mod amx;
 pub mod attention;
 mod bf16;
+pub mod bf16_matmul;
 pub mod cpu;
 pub mod gemv_i8;
 pub mod math;
@@ -23,6 +23,20 @@ pub fn keep_freed_memory() {
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}
+
+/// Never returns freed heap memory to the kernel (after [`keep_freed_memory`]'s settings): for
+/// loops that free and reallocate the same gigabytes every step, such as training, where each
+/// step would otherwise fault them in and zero them again.
+pub fn keep_all_freed_memory() {
+    keep_freed_memory();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: a plain tuning call on glibc's allocator; −1 disables trimming.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         }
     }
 }

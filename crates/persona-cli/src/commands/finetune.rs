@@ -55,6 +55,11 @@ pub struct Args {
     /// Project the direction of LAYER from FILE out of blocks.LAYER.resid_post while training.
     #[arg(long, value_name = "FILE:LAYER")]
     ablate: Option<String>,
+    /// Compute the frozen weights' products with plain f32 matmuls (and their needless weight
+    /// gradients): the slow reference the default bf16 products (AMX or AVX-512 BF16, where
+    /// the CPU has them) are checked against.
+    #[arg(long)]
+    reference_products: bool,
 }
 
 /// `FILE:LAYER[:ALPHA]` → (the layer's vector, layer, alpha).
@@ -168,6 +173,11 @@ pub fn run(g: &Global, a: Args) -> anyhow::Result<()> {
         seed: a.seed,
         targets: a.targets.clone(),
         intervention,
+        products: if a.reference_products {
+            persona_finetune::FrozenProducts::Reference
+        } else {
+            persona_finetune::FrozenProducts::Fast
+        },
     };
     let base = engine.model_id()?;
     let weights = engine.dense_weights()?;

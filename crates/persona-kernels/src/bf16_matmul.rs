@@ -1,9 +1,13 @@
-//! bf16 matrix products on Intel AMX tiles: `y = x · Wᵀ` for many rows of `x` at once.
+//! bf16 matrix products `y = x · Wᵀ` for many rows of `x` at once, on Intel AMX tiles or, where
+//! a CPU has no AMX, on AVX-512 BF16 (`vdpbf16ps`).
 //!
 //! The weights are packed once, at load, into the tile layout `tdpbf16ps` reads (pairs of
-//! consecutive k values side by side, "VNNI" order); each call converts `x` to bf16, runs
-//! 32 × 32 output blocks (four accumulator tiles) over the k blocks, and accumulates in f32.
-//! Tile instructions are written with `asm!` (AMX intrinsics are not stable in Rust).
+//! consecutive k values side by side, "VNNI" order). That layout is also what `vdpbf16ps` reads:
+//! one 64-byte row of a tile holds one k pair of 16 output columns, a whole zmm register. Each
+//! call converts `x` to bf16 and accumulates in f32. On AMX it runs 32 × 32 output blocks
+//! (four accumulator tiles) over the k blocks; tile instructions are written with `asm!` (AMX
+//! intrinsics are not stable in Rust). On AVX-512 BF16 it runs register blocks of 6 rows ×
+//! 64 columns.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::asm;
@@ -27,8 +31,28 @@ fn prefetch(p: *const u16) {
     unsafe { std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0) };
 }
 
-/// A weight matrix `[n, k]` packed in AMX tiles.
-pub struct AmxMatrix {
+/// Which instructions run [`Bf16Matrix::matmul`] on this CPU, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bf16Kernel {
+    Amx,
+    Avx512Bf16,
+}
+
+impl Bf16Kernel {
+    /// The fastest one this CPU has: AMX tiles, else AVX-512 BF16.
+    pub fn detect() -> Option<Bf16Kernel> {
+        if crate::cpu::has_amx_bf16() {
+            Some(Bf16Kernel::Amx)
+        } else if crate::cpu::has_avx512_bf16() {
+            Some(Bf16Kernel::Avx512Bf16)
+        } else {
+            None
+        }
+    }
+}
+
+/// A weight matrix `[n, k]` packed in bf16 tiles.
+pub struct Bf16Matrix {
     n: usize,
     k: usize,
     /// Tiles of 16 output columns (`n_blocks`) × 32 k-values (`k_blocks`).
@@ -65,13 +89,13 @@ impl TileConfig {
     }
 }
 
-impl AmxMatrix {
+impl Bf16Matrix {
     /// Packs a row-major f32 `[n, k]` matrix (rounded to bf16).
     pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(
             w.len(),
             n * k,
-            "AmxMatrix::pack: w has {} values, expected {n}×{k}",
+            "Bf16Matrix::pack: w has {} values, expected {n}×{k}",
             w.len()
         );
         let n_blocks = n.div_ceil(TILE_ROWS);
@@ -93,7 +117,7 @@ impl AmxMatrix {
                 }
             }
         }
-        AmxMatrix {
+        Bf16Matrix {
             n,
             k,
             n_blocks,
@@ -135,30 +159,44 @@ impl AmxMatrix {
         w
     }
 
-    /// `y[m, n] = Σ_k x[m, k] · w[n, k]` for row-major `x` `[m, k]` and `y` `[m, n]`.
+    /// `y[m, n] = Σ_k x[m, k] · w[n, k]` for row-major `x` `[m, k]` and `y` `[m, n]`, on AMX.
     ///
     /// Only call when [`crate::cpu::has_amx_bf16`] is true.
     pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        self.matmul_with(Bf16Kernel::Amx, x, m, y)
+    }
+
+    /// [`Self::matmul`] on the given kernel, which must be one this CPU has (asserted).
+    pub fn matmul_with(&self, kernel: Bf16Kernel, x: &[f32], m: usize, y: &mut [f32]) {
         assert_eq!(
             x.len(),
             m * self.k,
-            "AmxMatrix::matmul: x has {} values, expected {m}×{}",
+            "Bf16Matrix::matmul: x has {} values, expected {m}×{}",
             x.len(),
             self.k
         );
         assert_eq!(
             y.len(),
             m * self.n,
-            "AmxMatrix::matmul: y has {} values, expected {m}×{}",
+            "Bf16Matrix::matmul: y has {} values, expected {m}×{}",
             y.len(),
             self.n
         );
-        assert!(
-            crate::cpu::has_amx_bf16(),
-            "AmxMatrix::matmul needs AMX (check cpu::has_amx_bf16 first)"
-        );
         if m == 0 {
             return;
+        }
+        match kernel {
+            Bf16Kernel::Amx => assert!(
+                crate::cpu::has_amx_bf16(),
+                "Bf16Matrix::matmul needs AMX (check cpu::has_amx_bf16 first)"
+            ),
+            Bf16Kernel::Avx512Bf16 => {
+                assert!(
+                    crate::cpu::has_avx512_bf16(),
+                    "the AVX-512 BF16 kernel needs a CPU with avx512bf16 (check cpu::has_avx512_bf16 first)"
+                );
+                return self.matmul_dpbf16(x, m, y);
+            }
         }
         let m_blocks = m.div_ceil(TILE_ROWS);
         let k_pad = self.k_blocks * TILE_K;
@@ -301,6 +339,159 @@ impl AmxMatrix {
     }
 }
 
+/// Rows and 16-column tile blocks of one AVX-512 BF16 register block: 6 × 4 accumulators,
+/// 4 weight registers and a broadcast fit the 32 zmm registers.
+const DP_ROWS: usize = 6;
+const DP_BLOCKS: usize = 4;
+
+impl Bf16Matrix {
+    /// `matmul` on AVX-512 BF16: threads take strips of 64 output columns, and walk all rows
+    /// in blocks of 6 over the whole k for each strip (a strip's weights stay in L2).
+    fn matmul_dpbf16(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        let pairs = self.k_blocks * TILE_K / 2;
+        // x as bf16 pairs (low half: the even k), zero-padded to whole k blocks.
+        let mut xa = vec![0u32; m * pairs];
+        let xa_addr = xa.as_mut_ptr() as usize;
+        parallel::for_each_chunk(m, 64, |rows| {
+            for r in rows {
+                let row = &x[r * self.k..(r + 1) * self.k];
+                // SAFETY: row r of `xa` is written by this iteration only, and `xa` outlives
+                // the loop.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut((xa_addr as *mut u32).add(r * pairs), pairs)
+                };
+                for (d, two) in dst.iter_mut().zip(row.chunks(2)) {
+                    let lo = to_bf16(two[0]) as u32;
+                    let hi = two.get(1).map_or(0, |&v| to_bf16(v)) as u32;
+                    *d = lo | (hi << 16);
+                }
+            }
+        });
+        let strips = self.n_blocks.div_ceil(DP_BLOCKS);
+        let y_addr = y.as_mut_ptr() as usize;
+        let xa = &xa;
+        parallel::for_each_chunk(strips, 2, |range| {
+            for strip in range {
+                let nb0 = strip * DP_BLOCKS;
+                let blocks = DP_BLOCKS.min(self.n_blocks - nb0);
+                let mut r0 = 0;
+                while r0 < m {
+                    let rows = DP_ROWS.min(m - r0);
+                    let job = DpJob {
+                        x: xa[r0 * pairs..].as_ptr(),
+                        pairs,
+                        w: self.tiles[nb0 * self.k_blocks * TILE_ELEMS..].as_ptr(),
+                        w_stride: self.k_blocks * TILE_ELEMS,
+                        k_blocks: self.k_blocks,
+                        y: (y_addr as *mut f32).wrapping_add(r0 * self.n + nb0 * TILE_ROWS),
+                        n: self.n,
+                        cols: (self.n - nb0 * TILE_ROWS).min(blocks * TILE_ROWS),
+                    };
+                    // SAFETY: avx512bf16 was checked by the caller; `job` addresses rows
+                    // r0..r0+rows of x and y and the strip's tiles, all in bounds, and strips
+                    // write disjoint columns of y.
+                    unsafe { dp_block_dispatch(rows, blocks, &job) };
+                    r0 += rows;
+                }
+            }
+        });
+    }
+}
+
+/// One register block's operands: `rows` rows of x from `x` (row stride `pairs` u32), the
+/// tiles of `blocks` 16-column blocks from `w` (block stride `w_stride` u16), outputs to `y`
+/// (row stride `n`), of which only the first `cols` columns exist.
+struct DpJob {
+    x: *const u32,
+    pairs: usize,
+    w: *const u16,
+    w_stride: usize,
+    k_blocks: usize,
+    y: *mut f32,
+    n: usize,
+    cols: usize,
+}
+
+/// Picks the register block for the ragged edges (fewer rows or column blocks).
+///
+/// # Safety
+/// As [`dp_block`].
+unsafe fn dp_block_dispatch(rows: usize, blocks: usize, job: &DpJob) {
+    macro_rules! by_blocks {
+        ($r:literal) => {
+            match blocks {
+                1 => dp_block::<$r, 1>(job),
+                2 => dp_block::<$r, 2>(job),
+                3 => dp_block::<$r, 3>(job),
+                _ => dp_block::<$r, 4>(job),
+            }
+        };
+    }
+    match rows {
+        1 => by_blocks!(1),
+        2 => by_blocks!(2),
+        3 => by_blocks!(3),
+        4 => by_blocks!(4),
+        5 => by_blocks!(5),
+        _ => by_blocks!(6),
+    }
+}
+
+/// `R` rows × `B` column blocks of y over the whole k.
+///
+/// # Safety
+/// The CPU has avx512f and avx512bf16; `job`'s pointers cover `R` rows of x and y and `B`
+/// blocks of tiles.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn dp_block<const R: usize, const B: usize>(job: &DpJob) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm512_setzero_ps(); B]; R];
+    for kb in 0..job.k_blocks {
+        for pair in 0..TILE_K / 2 {
+            let mut w = [_mm512_setzero_si512(); B];
+            for (b, wb) in w.iter_mut().enumerate() {
+                let p = job.w.add(b * job.w_stride + kb * TILE_ELEMS + pair * 32);
+                *wb = _mm512_loadu_si512(p as *const _);
+            }
+            let at = kb * TILE_K / 2 + pair;
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let xb = _mm512_set1_epi32(*job.x.add(r * job.pairs + at) as i32);
+                for (a, wb) in acc_r.iter_mut().zip(&w) {
+                    *a = _mm512_dpbf16_ps(*a, m512bh(xb), m512bh(*wb));
+                }
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        for (b, a) in acc_r.iter().enumerate() {
+            let c0 = b * TILE_ROWS;
+            if c0 >= job.cols {
+                break;
+            }
+            let left = job.cols - c0;
+            let p = job.y.add(r * job.n + c0);
+            if left >= TILE_ROWS {
+                _mm512_storeu_ps(p, *a);
+            } else {
+                _mm512_mask_storeu_ps(p, ((1u32 << left) - 1) as u16, *a);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn m512bh(v: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512bh {
+    // SAFETY: both are 512 bits of plain data; bf16 pairs are the same bits seen as 32 bf16.
+    unsafe { std::mem::transmute(v) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dp_block<const R: usize, const B: usize>(_job: &DpJob) {
+    unreachable!("AVX-512 BF16 exists only on x86-64");
+}
+
 struct Job<'a> {
     xa: &'a [u16],
     k_pad: usize,
@@ -328,33 +519,47 @@ mod tests {
         y
     }
 
+    /// Every kernel this CPU has (AMX machines have AVX-512 BF16 too: both are tested there).
+    pub(super) fn kernels_here() -> Vec<Bf16Kernel> {
+        let mut k = Vec::new();
+        if crate::cpu::has_amx_bf16() {
+            k.push(Bf16Kernel::Amx);
+        }
+        if crate::cpu::has_avx512_bf16() {
+            k.push(Bf16Kernel::Avx512Bf16);
+        }
+        if k.is_empty() {
+            eprintln!("SKIPPED: this CPU has neither AMX nor AVX-512 BF16");
+        }
+        k
+    }
+
     #[test]
     fn matches_reference_on_ragged_shapes() {
-        if !crate::cpu::has_amx_bf16() {
-            eprintln!("SKIPPED: this CPU has no AMX (the engine falls back to f32 matmuls)");
-            return;
-        }
-        let mut seed = 7;
-        for &(m, n, k) in &[
-            (1, 16, 32),
-            (17, 33, 40),
-            (32, 32, 64),
-            (70, 192, 576),
-            (5, 1536, 576),
-            (48, 576, 1536),
-            (600, 40, 576), // two row chunks
-        ] {
-            let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
-            let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
-            let a = AmxMatrix::pack(&w, n, k);
-            let mut y = vec![0f32; m * n];
-            a.matmul(&x, m, &mut y);
-            let want = reference(&x, &w, m, n, k);
-            for (i, (g, e)) in y.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "{m}×{n}×{k} at {i}: {g} vs {e}"
-                );
+        for kernel in kernels_here() {
+            let mut seed = 7;
+            for &(m, n, k) in &[
+                (1, 16, 32),
+                (17, 33, 40),
+                (32, 32, 64),
+                (70, 192, 576),
+                (5, 1536, 576),
+                (48, 576, 1536),
+                (13, 70, 100),  // ragged rows, column blocks and k
+                (600, 40, 576), // two row chunks
+            ] {
+                let x: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+                let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
+                let a = Bf16Matrix::pack(&w, n, k);
+                let mut y = vec![f32::NAN; m * n];
+                a.matmul_with(kernel, &x, m, &mut y);
+                let want = reference(&x, &w, m, n, k);
+                for (i, (g, e)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                        "{kernel:?} {m}×{n}×{k} at {i}: {g} vs {e}"
+                    );
+                }
             }
         }
     }
@@ -364,7 +569,7 @@ mod tests {
         let mut seed = 3;
         let (n, k) = (19, 45);
         let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
-        let back = AmxMatrix::pack(&w, n, k).unpack();
+        let back = Bf16Matrix::pack(&w, n, k).unpack();
         for (a, b) in w.iter().zip(&back) {
             assert_eq!(from_bf16(to_bf16(*a)), *b);
         }
@@ -386,23 +591,26 @@ mod row_independence {
     /// A row's result does not depend on how many rows are computed with it.
     #[test]
     fn rows_are_independent_of_the_batch() {
-        if !crate::cpu::has_amx_bf16() {
-            return;
+        for kernel in super::tests::kernels_here() {
+            rows_independent_on(kernel);
         }
+    }
+
+    fn rows_independent_on(kernel: Bf16Kernel) {
         let (n, k) = (192, 576);
         let w: Vec<f32> = (0..n * k)
             .map(|i| ((i * 7919) % 997) as f32 / 997.0 - 0.5)
             .collect();
-        let a = AmxMatrix::pack(&w, n, k);
+        let a = Bf16Matrix::pack(&w, n, k);
         let x: Vec<f32> = (0..60 * k)
             .map(|i| ((i * 104729) % 991) as f32 / 991.0 - 0.5)
             .collect();
         let mut all = vec![0f32; 60 * n];
-        a.matmul(&x, 60, &mut all);
+        a.matmul_with(kernel, &x, 60, &mut all);
         for m in [1, 5, 16, 20, 33] {
             let mut part = vec![0f32; m * n];
-            a.matmul(&x[..m * k], m, &mut part);
-            assert_eq!(&part[..], &all[..m * n], "m = {m}");
+            a.matmul_with(kernel, &x[..m * k], m, &mut part);
+            assert_eq!(&part[..], &all[..m * n], "{kernel:?}, m = {m}");
         }
     }
 }
