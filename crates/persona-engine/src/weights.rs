@@ -3,7 +3,7 @@
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
-use persona_kernels::bf16_matmul::Bf16Matrix;
+use persona_kernels::bf16_matmul::{Bf16Kernel, Bf16Matrix};
 use persona_kernels::gemv_i8::I8Matrix;
 use serde::Serialize;
 
@@ -107,8 +107,8 @@ fn has_fast_kernel(dtype: GgmlDType) -> bool {
 pub(crate) struct Linear {
     /// Exact f32 weights.
     dense: Option<Tensor>,
-    /// bf16 AMX tiles: many-row products on CPUs that have AMX.
-    tiles: Option<Bf16Matrix>,
+    /// bf16 tiles: many-row products on CPUs with AMX or AVX-512 BF16, on that kernel.
+    tiles: Option<(Bf16Matrix, Bf16Kernel)>,
     /// int8 weights: few-row products (decode steps) on CPUs with AVX-512 VNNI.
     int8: Option<I8Matrix>,
     /// candle's quantized weights: few-row products elsewhere, and the `quantized` layout.
@@ -116,9 +116,9 @@ pub(crate) struct Linear {
     bias: Option<Tensor>,
 }
 
-/// Whether many-row products of dense weights go to AMX tiles instead of f32 matmuls.
-fn use_amx(device: &Device) -> bool {
-    device.is_cpu() && persona_kernels::cpu::has_amx_bf16()
+/// The bf16 kernel many-row products of dense weights go to instead of f32 matmuls, if any.
+fn bf16_kernel(device: &Device) -> Option<Bf16Kernel> {
+    Bf16Kernel::detect().filter(|_| device.is_cpu())
 }
 
 fn use_int8(device: &Device, in_dim: usize) -> bool {
@@ -165,9 +165,9 @@ impl Linear {
             WeightMode::Dual => {
                 let f = raw.to_f32(device)?;
                 let (n, k) = f.dims2()?;
-                let (int8, amx) = (use_int8(device, k), use_amx(device));
+                let (int8, bf16) = (use_int8(device, k), bf16_kernel(device));
                 // One host copy serves both CPU kernel layouts.
-                let host = if int8 || amx {
+                let host = if int8 || bf16.is_some() {
                     f.flatten_all()?.to_vec1::<f32>()?
                 } else {
                     Vec::new()
@@ -177,8 +177,8 @@ impl Linear {
                 } else if blocks_ok {
                     l.quant = Some(quantized_copy(raw, Some(&f), device)?);
                 }
-                if amx {
-                    l.tiles = Some(Bf16Matrix::pack(&host, n, k));
+                if let Some(kernel) = bf16 {
+                    l.tiles = Some((Bf16Matrix::pack(&host, n, k), kernel));
                 } else {
                     l.dense = Some(f);
                 }
@@ -196,10 +196,10 @@ impl Linear {
             Some(w) => int8_products(&[w], x)?.remove(0),
             None => match (&self.quant, &self.tiles, &self.dense) {
                 (Some(q), _, _) if rows <= QUANT_MAX_ROWS => q.forward(x)?,
-                (_, Some(tiles), _) => {
+                (_, Some((tiles, kernel)), _) => {
                     let x = x.contiguous()?;
                     let mut y = vec![0f32; rows * tiles.rows()];
-                    with_host_f32(&x, |xs| tiles.matmul(xs, rows, &mut y))?;
+                    with_host_f32(&x, |xs| tiles.matmul_with(*kernel, xs, rows, &mut y))?;
                     Tensor::from_vec(y, out_dims(&dims, tiles.rows()), x.device())?
                 }
                 (_, None, Some(w)) => {
@@ -207,7 +207,7 @@ impl Linear {
                     x2.matmul(&w.t()?)?.reshape(out_dims(&dims, w.dim(0)?))?
                 }
                 (Some(q), None, None) => q.forward(x)?,
-                // An int8 copy only exists beside AMX tiles or f32 weights.
+                // An int8 copy only exists beside bf16 tiles or f32 weights.
                 (None, None, None) => unreachable!("a Linear keeps weights for many-row products"),
             },
         };
@@ -226,7 +226,7 @@ impl Linear {
         if let Some(w) = &self.dense {
             return Ok(w.clone());
         }
-        if let Some(t) = &self.tiles {
+        if let Some((t, _)) = &self.tiles {
             return Ok(Tensor::from_vec(t.unpack(), (t.rows(), t.cols()), device)?);
         }
         match (&self.quant, &self.int8) {
@@ -249,7 +249,7 @@ impl Linear {
 
     pub(crate) fn bytes(&self) -> usize {
         let dense = self.dense.as_ref().map_or(0, |t| t.elem_count() * 4);
-        let tiles = self.tiles.as_ref().map_or(0, |t| t.bytes());
+        let tiles = self.tiles.as_ref().map_or(0, |(t, _)| t.bytes());
         let int8 = self.int8.as_ref().map_or(0, |t| t.bytes());
         let quant = match &self.quant {
             Some(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),

@@ -9,7 +9,7 @@ fn generic_path_agrees_with_llamacpp_and_the_kernel_path() {
     let kernels = load(WeightMode::F32);
     // This test binary is its own process: switching the kernels off here affects nothing else.
     std::env::set_var("PERSONA_GENERIC_KERNELS", "1");
-    std::env::set_var("PERSONA_NO_AMX", "1");
+    std::env::set_var("PERSONA_NO_BF16", "1");
     let generic = load(WeightMode::F32);
     let reference = reference("greedy_llamacpp.json");
     let p = &reference["prompts"][0];

@@ -16,9 +16,17 @@ pub fn has_avx512_vnni() -> bool {
     }
 }
 
+/// Whether `PERSONA_NO_BF16` turns every bf16 product kernel off (products then run in f32).
+fn bf16_disabled() -> bool {
+    std::env::var_os("PERSONA_NO_BF16").is_some()
+}
+
 /// AVX-512 with BF16 dot products (`vdpbf16ps`): Intel Cooper Lake and later, AMD Zen 4 and
-/// later.
+/// later. False under `PERSONA_NO_BF16`.
 pub fn has_avx512_bf16() -> bool {
+    if bf16_disabled() {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bf16")
@@ -29,11 +37,12 @@ pub fn has_avx512_bf16() -> bool {
     }
 }
 
-/// Intel AMX with bf16 tiles, and the kernel's permission to use them for this process.
+/// Intel AMX with bf16 tiles, and the kernel's permission to use them for this process. False
+/// under `PERSONA_NO_AMX` or `PERSONA_NO_BF16`.
 pub fn has_amx_bf16() -> bool {
     static AMX: OnceLock<bool> = OnceLock::new();
     *AMX.get_or_init(|| {
-        if std::env::var_os("PERSONA_NO_AMX").is_some() {
+        if std::env::var_os("PERSONA_NO_AMX").is_some() || bf16_disabled() {
             return false;
         }
         request_amx_permission()
