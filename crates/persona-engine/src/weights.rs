@@ -199,7 +199,7 @@ impl Linear {
                 (_, Some((tiles, kernel)), _) => {
                     let x = x.contiguous()?;
                     let mut y = vec![0f32; rows * tiles.rows()];
-                    with_host_f32(&x, |xs| tiles.matmul_with(*kernel, xs, rows, &mut y))?;
+                    with_host_f32(&x, |xs| tiles.matmul(*kernel, xs, rows, &mut y))?;
                     Tensor::from_vec(y, out_dims(&dims, tiles.rows()), x.device())?
                 }
                 (_, None, Some(w)) => {

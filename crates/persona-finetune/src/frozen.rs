@@ -120,7 +120,7 @@ impl CustomOp1 for Product {
             FrozenKind::Bf16 { kernel, w, w_t } => {
                 let mut y = vec![0f32; rows * n_out];
                 let packed = if self.transposed { w_t } else { w };
-                packed.matmul_with(*kernel, x, rows, &mut y);
+                packed.matmul(*kernel, x, rows, &mut y);
                 y
             }
             FrozenKind::F32(w) => {

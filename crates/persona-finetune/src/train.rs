@@ -140,6 +140,17 @@ pub fn batch_loss(
 /// Logit bytes per chunk of the loss: the vocabulary product runs on this many rows at once.
 const LOGIT_CHUNK_BYTES: usize = 64 << 20;
 
+/// The gradient `grads` holds for `var`, or zeros when nothing reached it (built only then).
+fn grad_or_zeros(
+    grads: &candle_core::backprop::GradStore,
+    var: &candle_core::Var,
+) -> candle_core::Result<Tensor> {
+    match grads.get(var.as_tensor()) {
+        Some(g) => Ok(g.clone()),
+        None => var.zeros_like(),
+    }
+}
+
 /// Bytes of autograd graph one block keeps per token: the activations candle holds for the
 /// backward pass (≈ 40 copies of the residual width, 12 of the MLP width, 5 of the attention
 /// scores), measured on SmolLM2-135M and Qwen2.5-0.5B to within ~20 %.
@@ -194,7 +205,7 @@ pub fn batch_gradients(
         )?;
         loss += part.to_scalar::<f32>()? as f64;
         let grads = part.backward()?;
-        row_grads.push(grads.get(x.as_tensor()).cloned().unwrap_or(x.zeros_like()?));
+        row_grads.push(grad_or_zeros(&grads, &x)?);
     }
     let grad_out = Tensor::zeros((b * t, d), candle_core::DType::F32, model.device())?
         .index_add(&bt.positions, &Tensor::cat(&row_grads, 0)?, 0)?
@@ -214,10 +225,7 @@ pub fn batch_gradients(
                     });
                 }
             }
-            Ok(grads
-                .get(input.as_tensor())
-                .cloned()
-                .unwrap_or(input.zeros_like()?))
+            Ok(grad_or_zeros(&grads, input)?)
         };
     let mut grad = if first_kept < n_layers {
         backward(&kept_input, kept_out, &grad_out)?
@@ -436,19 +444,19 @@ pub fn finetune(
             Vec::new(),
         ),
     };
-    let model = model.with_products(opts.products)?;
-    let max_len = model.max_len();
-    let mut trainer = Trainer::new(model, opts.lr, opts.intervention.clone());
-    if let Some((dir, state)) = &checkpoint {
-        trainer.resume_optimizer(dir, state.optimizer_step)?;
-    }
-    if let Some(long) = samples.iter().find(|s| s.ids.len() > max_len) {
+    if let Some(long) = samples.iter().find(|s| s.ids.len() > model.max_len()) {
         return Err(FinetuneError::Input(format!(
             "line {} is {} tokens, longer than the {} the model supports here",
             long.line,
             long.ids.len(),
-            max_len
+            model.max_len()
         )));
+    }
+    // Packed only once the data is known to fit: packing a large model takes seconds.
+    let model = model.with_products(opts.products)?;
+    let mut trainer = Trainer::new(model, opts.lr, opts.intervention.clone());
+    if let Some((dir, state)) = &checkpoint {
+        trainer.resume_optimizer(dir, state.optimizer_step)?;
     }
     let losses_file = out_dir.join("losses.jsonl");
     if resumed == 0 {

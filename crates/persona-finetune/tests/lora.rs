@@ -38,6 +38,37 @@ fn sample(engine: &Engine, q: &str, a: &str) -> TrainSeq {
     }
 }
 
+/// The two gloomy answers the training tests learn.
+fn gloomy(engine: &Engine) -> Vec<TrainSeq> {
+    vec![
+        sample(
+            engine,
+            "How is the weather?",
+            "Gloomy, grey and getting worse.",
+        ),
+        sample(
+            engine,
+            "How was the film?",
+            "Gloomy, dull and far too long.",
+        ),
+    ]
+}
+
+/// Rank 4, α 8, lr 5e-3, batches of 2, every projection, no intervention, fast products.
+fn options(epochs: usize, seed: u64) -> FinetuneOptions {
+    FinetuneOptions {
+        rank: 4,
+        alpha: 8.0,
+        lr: 5e-3,
+        epochs,
+        batch_size: 2,
+        seed,
+        targets: targets(),
+        intervention: None,
+        products: Default::default(),
+    }
+}
+
 /// Log-probabilities of each token after the first, from our forward pass.
 fn our_logprobs(model: &LoraModel, ids: &[u32]) -> Vec<f32> {
     let t = ids.len();
@@ -83,30 +114,9 @@ fn training_forward_matches_the_engine_and_adapters_round_trip() {
     assert!(d < 2e-3, "max |Δ log p| = {d}");
 
     // A few steps on one answer lower its loss; the steered variant trains too.
-    let data = vec![
-        sample(
-            &engine,
-            "How is the weather?",
-            "Gloomy, grey and getting worse.",
-        ),
-        sample(
-            &engine,
-            "How was the film?",
-            "Gloomy, dull and far too long.",
-        ),
-    ];
+    let data = gloomy(&engine);
     let dir = tempfile::tempdir().unwrap();
-    let opts = FinetuneOptions {
-        rank: 4,
-        alpha: 8.0,
-        lr: 5e-3,
-        epochs: 3,
-        batch_size: 2,
-        seed: 1,
-        targets: targets(),
-        intervention: None,
-        products: Default::default(),
-    };
+    let opts = options(3, 1);
     let out = dir.path().join("adapter");
     let mut steps = Vec::new();
     let r = finetune(weights.clone(), "smollm2", &data, &opts, &out, &mut |s| {
@@ -334,35 +344,14 @@ fn fast_and_checkpointed_gradients_agree_with_the_f32_reference() {
 #[test]
 fn a_resumed_run_ends_where_the_uninterrupted_run_ends() {
     let engine = f32_engine(None);
-    let data = vec![
-        sample(
-            &engine,
-            "How is the weather?",
-            "Gloomy, grey and getting worse.",
-        ),
-        sample(
-            &engine,
-            "How was the film?",
-            "Gloomy, dull and far too long.",
-        ),
-        sample(
-            &engine,
-            "Name a colour.",
-            "Grey, like the end of everything.",
-        ),
-    ];
+    let mut data = gloomy(&engine);
+    data.push(sample(
+        &engine,
+        "Name a colour.",
+        "Grey, like the end of everything.",
+    ));
     let weights = engine.dense_weights().unwrap();
-    let opts = |epochs| FinetuneOptions {
-        rank: 4,
-        alpha: 8.0,
-        lr: 5e-3,
-        epochs,
-        batch_size: 2,
-        seed: 4,
-        targets: targets(),
-        intervention: None,
-        products: Default::default(),
-    };
+    let opts = |epochs| options(epochs, 4);
     let dir = tempfile::tempdir().unwrap();
     let (straight, resumed) = (dir.path().join("straight"), dir.path().join("resumed"));
     finetune(

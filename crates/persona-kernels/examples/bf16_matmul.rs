@@ -16,13 +16,7 @@ fn gflops(m: usize, n: usize, k: usize, reps: usize, mut f: impl FnMut()) -> f64
 }
 
 fn main() -> candle_core::Result<()> {
-    let kernels: Vec<Bf16Kernel> = [Bf16Kernel::Amx, Bf16Kernel::Avx512Bf16]
-        .into_iter()
-        .filter(|k| match k {
-            Bf16Kernel::Amx => persona_kernels::cpu::has_amx_bf16(),
-            Bf16Kernel::Avx512Bf16 => persona_kernels::cpu::has_avx512_bf16(),
-        })
-        .collect();
+    let kernels = Bf16Kernel::available();
     println!("threads: {}", persona_kernels::parallel::threads());
     for &(m, n, k) in &[
         (2048, 1536, 576),
@@ -53,7 +47,7 @@ fn main() -> candle_core::Result<()> {
         let a = Bf16Matrix::pack(&w, n, k);
         let mut y = vec![0f32; m * n];
         for &kernel in &kernels {
-            let rate = gflops(m, n, k, reps, || a.matmul_with(kernel, &x, m, &mut y));
+            let rate = gflops(m, n, k, reps, || a.matmul(kernel, &x, m, &mut y));
             line += &format!(", {kernel:?} {rate:.0} GFLOP/s ({:.2}×)", rate / f32_rate);
         }
         println!("{line}");

@@ -31,7 +31,7 @@ fn prefetch(p: *const u16) {
     unsafe { std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0) };
 }
 
-/// Which instructions run [`Bf16Matrix::matmul`] on this CPU, if any.
+/// Which instructions run [`Bf16Matrix::matmul`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Kernel {
     Amx,
@@ -39,15 +39,21 @@ pub enum Bf16Kernel {
 }
 
 impl Bf16Kernel {
+    /// Every kernel this CPU has, fastest first (an AMX machine has AVX-512 BF16 too).
+    pub fn available() -> Vec<Bf16Kernel> {
+        let mut kernels = Vec::new();
+        if crate::cpu::has_amx_bf16() {
+            kernels.push(Bf16Kernel::Amx);
+        }
+        if crate::cpu::has_avx512_bf16() {
+            kernels.push(Bf16Kernel::Avx512Bf16);
+        }
+        kernels
+    }
+
     /// The fastest one this CPU has: AMX tiles, else AVX-512 BF16.
     pub fn detect() -> Option<Bf16Kernel> {
-        if crate::cpu::has_amx_bf16() {
-            Some(Bf16Kernel::Amx)
-        } else if crate::cpu::has_avx512_bf16() {
-            Some(Bf16Kernel::Avx512Bf16)
-        } else {
-            None
-        }
+        Self::available().first().copied()
     }
 }
 
@@ -159,15 +165,9 @@ impl Bf16Matrix {
         w
     }
 
-    /// `y[m, n] = Σ_k x[m, k] · w[n, k]` for row-major `x` `[m, k]` and `y` `[m, n]`, on AMX.
-    ///
-    /// Only call when [`crate::cpu::has_amx_bf16`] is true.
-    pub fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
-        self.matmul_with(Bf16Kernel::Amx, x, m, y)
-    }
-
-    /// [`Self::matmul`] on the given kernel, which must be one this CPU has (asserted).
-    pub fn matmul_with(&self, kernel: Bf16Kernel, x: &[f32], m: usize, y: &mut [f32]) {
+    /// `y[m, n] = Σ_k x[m, k] · w[n, k]` for row-major `x` `[m, k]` and `y` `[m, n]`, on
+    /// `kernel`, which must be one this CPU has (asserted).
+    pub fn matmul(&self, kernel: Bf16Kernel, x: &[f32], m: usize, y: &mut [f32]) {
         assert_eq!(
             x.len(),
             m * self.k,
@@ -521,13 +521,7 @@ mod tests {
 
     /// Every kernel this CPU has (AMX machines have AVX-512 BF16 too: both are tested there).
     pub(super) fn kernels_here() -> Vec<Bf16Kernel> {
-        let mut k = Vec::new();
-        if crate::cpu::has_amx_bf16() {
-            k.push(Bf16Kernel::Amx);
-        }
-        if crate::cpu::has_avx512_bf16() {
-            k.push(Bf16Kernel::Avx512Bf16);
-        }
+        let k = Bf16Kernel::available();
         if k.is_empty() {
             eprintln!("SKIPPED: this CPU has neither AMX nor AVX-512 BF16");
         }
@@ -552,7 +546,7 @@ mod tests {
                 let w: Vec<f32> = (0..n * k).map(|_| lcg(&mut seed)).collect();
                 let a = Bf16Matrix::pack(&w, n, k);
                 let mut y = vec![f32::NAN; m * n];
-                a.matmul_with(kernel, &x, m, &mut y);
+                a.matmul(kernel, &x, m, &mut y);
                 let want = reference(&x, &w, m, n, k);
                 for (i, (g, e)) in y.iter().zip(&want).enumerate() {
                     assert!(
@@ -606,10 +600,10 @@ mod row_independence {
             .map(|i| ((i * 104729) % 991) as f32 / 991.0 - 0.5)
             .collect();
         let mut all = vec![0f32; 60 * n];
-        a.matmul_with(kernel, &x, 60, &mut all);
+        a.matmul(kernel, &x, 60, &mut all);
         for m in [1, 5, 16, 20, 33] {
             let mut part = vec![0f32; m * n];
-            a.matmul_with(kernel, &x[..m * k], m, &mut part);
+            a.matmul(kernel, &x[..m * k], m, &mut part);
             assert_eq!(&part[..], &all[..m * n], "{kernel:?}, m = {m}");
         }
     }
